@@ -1,0 +1,109 @@
+"""swarmgate: route LLM requests across providers, with failover and plugins.
+
+The public API is exactly ``__all__``; everything else is internal.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from swarmgate.config import ModelConfig, ProviderConfig, SwarmgateConfig, load_config, parse_section
+from swarmgate.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    ErrorKind,
+    InvalidRequestError,
+    NoProviderAvailableError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    PluginError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
+    SwarmgateError,
+    UnknownModelError,
+)
+from swarmgate.hookspecs import hookimpl
+from swarmgate.manager import EnhancedProviderManager, FailureDecision, ProviderManager, RequestContext
+from swarmgate.models import (
+    Attempt,
+    CompletionRequest,
+    CompletionResponse,
+    Constraints,
+    ErrorEvent,
+    FinishEvent,
+    HealthStatus,
+    Message,
+    Preferences,
+    ProviderReply,
+    StreamEvent,
+    StreamStart,
+    Target,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+    UsageEvent,
+)
+from swarmgate.provider import Provider, ProviderCall
+from swarmgate.state import MemoryStateStore, StateStore
+
+try:
+    __version__ = version("swarmgate")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Attempt",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "CompletionRequest",
+    "CompletionResponse",
+    "ConfigError",
+    "Constraints",
+    "ContentFilteredError",
+    "ContextLengthExceededError",
+    "EnhancedProviderManager",
+    "ErrorEvent",
+    "ErrorKind",
+    "FailureDecision",
+    "FinishEvent",
+    "HealthStatus",
+    "InvalidRequestError",
+    "MemoryStateStore",
+    "Message",
+    "ModelConfig",
+    "NoProviderAvailableError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "PluginError",
+    "Preferences",
+    "Provider",
+    "ProviderCall",
+    "ProviderConfig",
+    "ProviderConnectionError",
+    "ProviderManager",
+    "ProviderReply",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "RequestContext",
+    "ServerError",
+    "StateStore",
+    "StreamEvent",
+    "StreamStart",
+    "SwarmgateConfig",
+    "SwarmgateError",
+    "Target",
+    "TextDelta",
+    "TokenUsage",
+    "ToolCallDelta",
+    "UnknownModelError",
+    "UsageEvent",
+    "__version__",
+    "hookimpl",
+    "load_config",
+    "parse_section",
+]

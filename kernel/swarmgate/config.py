@@ -1,0 +1,524 @@
+"""Configuration: loading, ``${ENV}`` substitution, structuring and validation.
+
+The format is the feature guide's JSON (camelCase keys) or the same in YAML.
+One cattrs converter maps camelCase keys to the snake_case attributes of the
+attrs classes below, strictly: a wrong type, an unknown key or a missing
+required key is a :class:`~swarmgate.errors.ConfigError` naming the dotted
+path of every bad value (``providers.openai.models.gpt-4.maxTokens``).
+
+Sections owned by plugins (``optimization``, ``security``, ``plugins`` and
+the plugin-specific parts of ``routing``) stay plain mappings here; a plugin
+structures its own part with :func:`parse_section`, getting the same
+path-naming errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from swarmgate.errors import ConfigError
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------
+# The schema
+
+
+@attrs.frozen
+class ModelConfig:
+    """One model of a provider. Prices are per token; ``cost_per_token``
+    applies to input and output alike unless the specific prices are set.
+    ``upstream_name`` is sent to the provider when it differs from the key."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    cost_per_token: float | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    context_window: int | None = None
+    upstream_name: str | None = None
+
+    def price(self, input_tokens: int, output_tokens: int) -> float:
+        """The cost of a call with these token counts (0 when unpriced)."""
+        base = self.cost_per_token or 0.0
+        in_price = self.input_cost_per_token if self.input_cost_per_token is not None else base
+        out_price = self.output_cost_per_token if self.output_cost_per_token is not None else base
+        return input_tokens * in_price + output_tokens * out_price
+
+
+@attrs.frozen
+class ProviderConfig:
+    """One configured provider. ``type`` names its driver (entry point in
+    ``swarmgate.providers``); ``timeout`` is milliseconds. Keys this class
+    does not know are kept in ``settings`` for the driver, which validates
+    them against its own ``settings_class``."""
+
+    type: str
+    endpoint: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
+    models: dict[str, ModelConfig] = attrs.field(factory=dict)
+    default_model: str | None = None
+    priority: int = 100
+    enabled: bool = True
+    weight: float = 1.0
+    timeout: float = 60_000.0
+    headers: dict[str, str] = attrs.field(factory=dict, repr=False)
+    health_check: dict[str, Any] | None = None
+    rate_limit: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
+    settings: dict[str, Any] = attrs.field(factory=dict)
+
+    def resolve_default_model(self) -> str | None:
+        """``default_model``, else the first configured model, else ``None``."""
+        if self.default_model:
+            return self.default_model
+        return next(iter(self.models), None)
+
+
+@attrs.frozen
+class LoadBalancingConfig:
+    """``algorithm`` names a balancer (entry point in ``swarmgate.balancers``)."""
+
+    algorithm: str = "round-robin"
+    weights: dict[str, float] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RouteConfig:
+    """A named route: ordered ``provider/model`` targets. With ``ordered``
+    the order is kept; otherwise the routing strategy may reorder them."""
+
+    targets: tuple[str, ...]
+    ordered: bool = False
+
+
+@attrs.frozen
+class RoutingConfig:
+    """The ``routing`` section. ``strategy`` names an entry point in
+    ``swarmgate.strategies``. The guide's plugin-owned sub-sections are kept
+    as mappings for their plugins."""
+
+    strategy: str = "priority"
+    fallback_enabled: bool = True
+    fallback_chains: tuple[tuple[str, ...], ...] = ()
+    load_balancing: LoadBalancingConfig = attrs.field(factory=LoadBalancingConfig)
+    parameters: dict[str, float] = attrs.field(factory=dict)
+    health_check_interval: float | None = None
+    health_check: dict[str, Any] | None = None
+    budget_limits: dict[str, Any] | None = None
+    circuit_breaker: dict[str, Any] | None = None
+    sla: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None
+    ml_config: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class StateConfig:
+    """Where shared state lives: ``backend`` names an entry point in
+    ``swarmgate.state`` (``memory`` built in); ``options`` go to it."""
+
+    backend: str = "memory"
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SwarmgateConfig:
+    """The whole configuration."""
+
+    providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
+    routing: RoutingConfig = attrs.field(factory=RoutingConfig)
+    routes: dict[str, RouteConfig] = attrs.field(factory=dict)
+    optimization: dict[str, Any] = attrs.field(factory=dict)
+    security: dict[str, Any] = attrs.field(factory=dict)
+    state: StateConfig = attrs.field(factory=StateConfig)
+    plugins: dict[str, Any] = attrs.field(factory=dict)
+    source: str | None = attrs.field(default=None, eq=False)
+
+    def section(self, dotted: str) -> Any:
+        """The raw value at a dotted camelCase path (``optimization.caching``),
+        or ``None`` when absent. Plugins pass it to :func:`parse_section`."""
+        node: Any = self
+        for part in dotted.split("."):
+            if attrs.has(type(node)):
+                node = getattr(node, snake(part), None)
+            elif isinstance(node, Mapping):
+                node = node.get(part)
+            else:
+                return None
+            if node is None:
+                return None
+        return node
+
+    def with_provider(self, name: str, provider: ProviderConfig | None) -> SwarmgateConfig:
+        """A copy with ``name`` added, replaced, or (``None``) removed."""
+        providers = dict(self.providers)
+        if provider is None:
+            providers.pop(name, None)
+        else:
+            providers[name] = provider
+        return attrs.evolve(self, providers=providers)
+
+
+# ---------------------------------------------------------------------------
+# Names
+
+
+def camel(name: str) -> str:
+    """``max_tokens`` -> ``maxTokens``."""
+    head, *tail = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in tail)
+
+
+_CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    """``maxTokens`` -> ``max_tokens``."""
+    return _CAMEL_RE.sub("_", name).lower()
+
+
+# ---------------------------------------------------------------------------
+# The converter
+
+
+def _strict(expected: type, name: str) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and expected is not bool:
+            raise TypeError(f"expected {name}, got {value!r}")
+        if expected is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, expected):
+            raise TypeError(f"expected {name}, got {_show(value)}")
+        return value
+
+    return structure
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | bool | type(None)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _structure_route(value: Any, _: Any) -> RouteConfig:
+    if isinstance(value, list):
+        value = {"targets": value}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a list of 'provider/model' targets or an object, got {_show(value)}")
+    return _ROUTE_FN(value, RouteConfig)  # type: ignore[no-any-return]
+
+
+def _structure_load_balancing(value: Any, _: Any) -> LoadBalancingConfig:
+    if isinstance(value, str):
+        return LoadBalancingConfig(algorithm=value)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an algorithm name or an object, got {_show(value)}")
+    return _LB_FN(value, LoadBalancingConfig)  # type: ignore[no-any-return]
+
+
+_PROVIDER_KEYS = frozenset(camel(a.name) for a in attrs.fields(ProviderConfig)) - {"settings"}
+
+
+def _structure_provider(value: Any, _: Any) -> ProviderConfig:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {_show(value)}")
+    if "settings" in value:
+        raise TypeError("'settings' is reserved: put provider-type settings at the top level of the provider")
+    core = {k: v for k, v in value.items() if k in _PROVIDER_KEYS}
+    core["settings"] = {k: v for k, v in value.items() if k not in _PROVIDER_KEYS}
+    return _PROVIDER_FN(core, ProviderConfig)  # type: ignore[no-any-return]
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+"""The one converter: camelCase keys, strict scalars, unknown keys refused."""
+
+for _typ, _name in ((int, "an integer"), (float, "a number"), (str, "a string"), (bool, "true or false")):
+    converter.register_structure_hook(_typ, _strict(_typ, _name))
+
+
+def _structure_factory(cls: type) -> Callable[[Any, Any], Any]:
+    return make_dict_structure_fn(  # type: ignore[no-any-return]
+        cls,
+        converter,
+        _cattrs_forbid_extra_keys=True,
+        **{a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)},
+    )
+
+
+def _unstructure_factory(cls: type) -> Callable[[Any], Any]:
+    return make_dict_unstructure_fn(  # type: ignore[no-any-return]
+        cls,
+        converter,
+        **{a.name: override(rename=camel(a.name), omit=a.name == "source") for a in attrs.fields(cls)},
+    )
+
+
+converter.register_structure_hook_factory(attrs.has, _structure_factory)
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
+_ROUTE_FN = _structure_factory(RouteConfig)
+_LB_FN = _structure_factory(LoadBalancingConfig)
+_PROVIDER_FN = _structure_factory(ProviderConfig)
+converter.register_structure_hook(RouteConfig, _structure_route)
+converter.register_structure_hook(LoadBalancingConfig, _structure_load_balancing)
+converter.register_structure_hook(ProviderConfig, _structure_provider)
+
+
+# ---------------------------------------------------------------------------
+# Error paths
+
+
+def _friendly(typ: Any) -> str:
+    origin = get_origin(typ)
+    if origin is Union or type(typ).__name__ == "UnionType":
+        parts = [_friendly(t) for t in get_args(typ) if t is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in get_args(typ) else "")
+    if origin in (dict, Mapping) or typ is dict:
+        return "an object"
+    if origin in (list, tuple) or typ in (list, tuple):
+        return "a list"
+    if attrs.has(typ):
+        return "an object"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(typ, str(typ))
+
+
+def _lookup(raw: Any, path: list[str | int]) -> Any:
+    node = raw
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _dotted(path: list[str | int]) -> str:
+    out = ""
+    for key in path:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _problems(exc: BaseException, raw: Any, path: list[str | int], typ: Any) -> list[tuple[str, str]]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        allowed = sorted(camel(a.name) for a in attrs.fields(exc.cl) if a.name != "source") if attrs.has(exc.cl) else []
+        return [
+            (_dotted([*path, key]), f"unknown key (expected one of: {', '.join(allowed)})")
+            for key in sorted(exc.extra_fields)
+        ]
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        out: list[tuple[str, str]] = []
+        if isinstance(exc, ClassValidationError):
+            with_notes, without = exc.group_exceptions()
+            for sub, note in with_notes:
+                out += _problems(sub, raw, [*path, camel(note.name)], note.type)
+        else:
+            with_notes, without = exc.group_exceptions()
+            for sub, note in with_notes:
+                out += _problems(sub, raw, [*path, note.index], note.type)
+        for sub in without:
+            out += _problems(sub, raw, path, typ)
+        return out
+    if isinstance(exc, KeyError):
+        return [(_dotted(path), "required key missing")]
+    if isinstance(exc, TypeError) and str(exc).startswith(("expected ", "'settings'")):
+        return [(_dotted(path), str(exc))]
+    return [(_dotted(path), f"expected {_friendly(typ)}, got {_show(_lookup(raw, path))}")]
+
+
+def _join(prefix: str, rel: str) -> str:
+    if not prefix or not rel:
+        return prefix or rel
+    return prefix + rel if rel.startswith("[") else f"{prefix}.{rel}"
+
+
+def parse_section(cls: type[T], data: Any, path: str, *, source: str | None = None) -> T:
+    """Structure ``data`` (camelCase mapping) into ``cls`` (an attrs class).
+
+    Raises :class:`ConfigError` naming, relative to ``path``, every bad value.
+    ``None`` gives ``cls()`` (all defaults).
+    """
+    if data is None:
+        data = {}
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - every cattrs failure becomes a ConfigError
+        problems = [(_join(path, rel), msg) for rel, msg in _problems(exc, data, [], cls)]
+        raise ConfigError(problems or [(path, str(exc))], source=source) from None
+
+
+def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
+    """The config as camelCase JSON-ready data (API keys masked)."""
+    data: dict[str, Any] = converter.unstructure(config)
+    for provider in data.get("providers", {}).values():
+        settings = provider.pop("settings", {}) or {}
+        provider.update(settings)
+        if provider.get("apiKey"):
+            provider["apiKey"] = "***"
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(node: Any, path: list[str | int], env: Mapping[str, str], missing: list[tuple[list[str | int], str]]) -> Any:
+    if isinstance(node, str):
+        if "${" not in node:
+            return node
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            missing.append((path, name))
+            return match.group(0)
+
+        return _ENV_RE.sub(repl, node)
+    if isinstance(node, Mapping):
+        return {k: _substitute(v, [*path, k], env, missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, [*path, i], env, missing) for i, v in enumerate(node)]
+    return node
+
+
+def _read_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read config file: {exc.strerror or exc}")], source=str(path)) from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError([("", f"invalid YAML at {where}{problem}")], source=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")], source=str(path)
+        ) from None
+
+
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> SwarmgateConfig:
+    """Load and validate a configuration.
+
+    ``config`` is a path to a ``.json``/``.yaml``/``.yml`` file, a mapping in
+    the same format, or an already-built :class:`SwarmgateConfig` (returned
+    as is). ``${NAME}`` and ``${NAME:-default}`` in strings are replaced from
+    ``env`` (default ``os.environ``); an unset variable is an error unless it
+    sits inside a provider with ``"enabled": false``.
+
+    Raises :class:`ConfigError` listing the path and problem of every bad value.
+    """
+    if isinstance(config, SwarmgateConfig):
+        return config
+    source: str | None = None
+    if isinstance(config, Mapping):
+        raw: Any = config
+    else:
+        path = Path(config)
+        source = str(path)
+        raw = _read_file(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError([("", f"the top level must be an object, got {_show(raw)}")], source=source)
+    missing: list[tuple[list[str | int], str]] = []
+    raw = _substitute(raw, [], os.environ if env is None else env, missing)
+    problems: list[tuple[str, str]] = []
+    for where, name in missing:
+        if where[:1] == ["providers"] and len(where) > 1:
+            provider = raw.get("providers", {}).get(where[1], {})
+            if isinstance(provider, Mapping) and provider.get("enabled", True) is False:
+                continue
+        problems.append((_dotted(where), f"environment variable ${{{name}}} is not set"))
+    try:
+        parsed = parse_section(SwarmgateConfig, raw, "", source=source)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        raise ConfigError(problems, source=source) from None
+    problems.extend(validate(parsed))
+    if problems:
+        raise ConfigError(problems, source=source)
+    return attrs.evolve(parsed, source=source)
+
+
+def _split_target(text: str) -> tuple[str, str] | None:
+    provider, sep, model = text.partition("/")
+    return (provider, model) if sep and provider and model else None
+
+
+def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
+    """Cross-field checks the types cannot express; returns ``(path, message)`` pairs."""
+    problems: list[tuple[str, str]] = []
+    names = sorted(config.providers)
+    for name, provider in config.providers.items():
+        base = f"providers.{name}"
+        if "/" in name:
+            problems.append((base, "a provider name may not contain '/'"))
+        if not provider.type:
+            problems.append((f"{base}.type", "must name a provider type"))
+        if provider.default_model and provider.models and provider.default_model not in provider.models:
+            problems.append(
+                (f"{base}.defaultModel", f"{provider.default_model!r} is not one of its models: {sorted(provider.models)}")
+            )
+        if provider.timeout <= 0:
+            problems.append((f"{base}.timeout", "must be a positive number of milliseconds"))
+        if provider.weight < 0:
+            problems.append((f"{base}.weight", "must not be negative"))
+        for model_name, model in provider.models.items():
+            for field in ("cost_per_token", "input_cost_per_token", "output_cost_per_token"):
+                value = getattr(model, field)
+                if value is not None and value < 0:
+                    problems.append((f"{base}.models.{model_name}.{camel(field)}", "must not be negative"))
+            if model.max_tokens is not None and model.max_tokens <= 0:
+                problems.append((f"{base}.models.{model_name}.maxTokens", "must be a positive integer"))
+    for i, chain in enumerate(config.routing.fallback_chains):
+        for j, name in enumerate(chain):
+            if name not in config.providers:
+                problems.append((f"routing.fallbackChains[{i}][{j}]", f"unknown provider {name!r} (configured: {names})"))
+    for name, route in config.routes.items():
+        if name in config.providers:
+            problems.append((f"routes.{name}", "a route may not have the name of a provider"))
+        if not route.targets:
+            problems.append((f"routes.{name}.targets", "needs at least one 'provider/model' target"))
+        for i, text in enumerate(route.targets):
+            target = _split_target(text)
+            where = f"routes.{name}.targets[{i}]"
+            if target is None:
+                problems.append((where, f"expected 'provider/model', got {text!r}"))
+                continue
+            provider_cfg = config.providers.get(target[0])
+            if provider_cfg is None:
+                problems.append((where, f"unknown provider {target[0]!r} (configured: {names})"))
+            elif provider_cfg.models and target[1] not in provider_cfg.models:
+                problems.append((where, f"provider {target[0]!r} has no model {target[1]!r} (models: {sorted(provider_cfg.models)})"))
+    for name, weight in config.routing.load_balancing.weights.items():
+        if name not in config.providers:
+            problems.append((f"routing.loadBalancing.weights.{name}", f"unknown provider {name!r} (configured: {names})"))
+        elif weight < 0:
+            problems.append((f"routing.loadBalancing.weights.{name}", "must not be negative"))
+    return problems

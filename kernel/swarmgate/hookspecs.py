@@ -1,0 +1,152 @@
+"""The hook specifications: every place a plugin may act.
+
+Each spec's docstring is its contract. How the kernel dispatches them
+(docs/architecture.md has the full story):
+
+* Implementations may be ``async def`` or plain ``def``; the kernel awaits
+  the former. An implementation may accept any subset of the spec's
+  arguments, by name.
+* Order is pluggy's: ``tryfirst`` implementations first, ``trylast`` last,
+  otherwise the most recently registered first. The kernel's own defaults
+  (plugin ``core``) are registered first and marked ``trylast``.
+* "First result" hooks call one implementation at a time and stop at the
+  first that returns something other than ``None``; later implementations
+  are never called (no coroutine is created for them).
+* ``wrapper=True`` / ``hookwrapper=True`` implementations are not supported
+  for the async request hooks (they would have to span an ``await``);
+  registering one is an error.
+* Cancellation (a caller that gives up, a timeout) propagates through the
+  awaiting implementation like through any other ``await``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from swarmgate.config import ProviderConfig
+    from swarmgate.errors import SwarmgateError
+    from swarmgate.manager import FailureDecision, ProviderManager, RequestContext
+    from swarmgate.models import CompletionRequest, CompletionResponse, HealthStatus, Target
+    from swarmgate.provider import Provider
+
+PROJECT = "swarmgate"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# ---------------------------------------------------------------------------
+# Lifecycle
+
+
+@hookspec
+def plugin_setup(manager: ProviderManager) -> None:
+    """Called once by ``ProviderManager.initialize()``, after the providers
+    are built and before the first request, for every plugin in call order.
+
+    A plugin reads its config section here (``manager.config.section(...)``,
+    structured with :func:`swarmgate.config.parse_section`), opens what it
+    needs, and stays inert if the config does not activate it.
+    Raising aborts ``initialize()``: raise
+    :class:`~swarmgate.errors.ConfigError` for a bad section.
+    """
+
+
+@hookspec
+def plugin_shutdown(manager: ProviderManager) -> None:
+    """Called once by ``ProviderManager.aclose()``, after in-flight requests
+    finished and before providers close. Flush and release here. Exceptions
+    are logged and do not stop other plugins from shutting down."""
+
+
+@hookspec(firstresult=True)
+def default_config() -> Mapping[str, Any] | None:
+    """Synchronous. The configuration used when ``ProviderManager`` gets none
+    (the embedded default). The first non-``None`` mapping wins."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Synchronous. Called once when the CLI starts: add commands or groups
+    to ``cli`` (``cli.add_command(...)``). Raising aborts the CLI."""
+
+
+@hookspec
+def provider_changed(
+    manager: ProviderManager, name: str, old: ProviderConfig | None, new: ProviderConfig | None
+) -> None:
+    """Called after ``add_provider`` (``old`` is ``None``), ``update_provider``,
+    or ``remove_provider`` (``new`` is ``None``) took effect. Caches drop the
+    provider's entries here. Exceptions are logged and ignored."""
+
+
+# ---------------------------------------------------------------------------
+# The request pipeline
+
+
+@hookspec
+def before_request(request: CompletionRequest, context: RequestContext) -> CompletionRequest | CompletionResponse | None:
+    """Called once per request, before any target is chosen, in call order.
+
+    Return ``None`` to let the request pass unchanged; a new
+    :class:`~swarmgate.models.CompletionRequest` to replace it (later
+    implementations and the rest of the pipeline see the replacement);
+    or a :class:`~swarmgate.models.CompletionResponse` to answer without
+    calling any provider (a cache hit): no further ``before_request``
+    implementation, no provider and no ``after_response`` runs.
+    Raise a :class:`~swarmgate.errors.SwarmgateError` (rate limited, budget
+    exceeded, ...) to refuse the request; the caller gets that error.
+    Any other exception also aborts the request and propagates.
+    """
+
+
+@hookspec(firstresult=True)
+def select_provider(
+    request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+) -> Sequence[Target] | None:
+    """Order the candidate targets, best first. Called once per request with
+    the candidates that passed the filters (preferences, exclusions,
+    constraints, enabled; unhealthy ones last).
+
+    The first non-``None`` answer wins: the kernel tries those targets in
+    that order (a target left out is not tried). The kernel's ``trylast``
+    default applies the configured strategy and load balancer. Return
+    ``None`` to leave the decision to others. Raising aborts the request.
+    """
+
+
+@hookspec
+def after_response(request: CompletionRequest, response: CompletionResponse, context: RequestContext) -> None:
+    """Called for every successful request (for a stream: after its last
+    event), in call order, with the final response (cost, tokens, attempts
+    filled in). Cache stores, usage logs, budget settlement, analytics and
+    audit act here. Return values are ignored. Exceptions are logged and
+    ignored: the answer has already been produced."""
+
+
+@hookspec(firstresult=True)
+def on_failure(
+    request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
+) -> FailureDecision | None:
+    """Called after every failed attempt (``context.attempts[-1]`` is it).
+
+    Return a :class:`~swarmgate.manager.FailureDecision` to choose what
+    happens next: ``retry`` the same target (after ``delay`` seconds),
+    ``failover`` to the next target, or ``abort`` (raise ``error`` now). The
+    first non-``None`` answer wins; with none, the kernel fails over when
+    ``error.failover`` is true and aborts otherwise. Breakers and health
+    state are updated here (returning ``None``). Exceptions are logged and
+    treated as ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def health_probe(manager: ProviderManager, name: str, provider: Provider) -> HealthStatus | None:
+    """Check whether provider ``name`` is alive. The first non-``None``
+    :class:`~swarmgate.models.HealthStatus` wins; the kernel's ``trylast``
+    default calls ``provider.health_check()``. Raising counts as unhealthy
+    with the exception as the detail."""

@@ -1,0 +1,104 @@
+"""Shared HTTP plumbing for provider plugins that speak HTTP through httpx.
+
+One pooled ``httpx.AsyncClient`` per provider (:func:`make_client`), the
+mapping of transport failures to the error taxonomy
+(:func:`transport_error`), ``Retry-After`` parsing, and a small SSE reader
+(:func:`aiter_sse`): SSE framing is a dozen lines, and hand-writing it keeps
+one dependency off the hot path of every streamed token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import attrs
+import httpx
+
+from swarmgate.config import ProviderConfig
+from swarmgate.errors import (
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    ServerError,
+    SwarmgateError,
+)
+
+
+def make_client(
+    config: ProviderConfig,
+    *,
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    max_connections: int = 100,
+) -> httpx.AsyncClient:
+    """A pooled client for one provider: ``base_url``, default headers (the
+    config's ``headers`` override ``headers``), the config's timeout."""
+    timeout = config.timeout / 1000.0
+    merged = {**(headers or {}), **config.headers}
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=merged,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None = None) -> SwarmgateError:
+    """The taxonomy error for an httpx transport failure (no HTTP status)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeoutError(f"upstream timed out ({detail})", provider=provider, model=model)
+    if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.NetworkError):
+        return ProviderConnectionError(f"connection to upstream failed ({detail})", provider=provider, model=model)
+    return ServerError(f"upstream request failed ({detail})", provider=provider, model=model)
+
+
+@attrs.frozen
+class SSEEvent:
+    """One server-sent event: ``event`` name (``message`` by default) and ``data``."""
+
+    event: str
+    data: str
+
+
+async def aiter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
+    """The events of a ``text/event-stream`` response, per the SSE spec
+    (multi-line ``data`` joined with newlines, comments skipped)."""
+    event = ""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield SSEEvent(event or "message", "\n".join(data))

@@ -1,0 +1,104 @@
+"""structlog set-up with secret redaction that is always on.
+
+:func:`redact_secrets` is a structlog processor. It masks (to a short
+fingerprint) every value whose key looks like a credential (``api_key``,
+``authorization``, ``x-api-key``, ``password``, ``secret``, ``token``),
+any ``Bearer ...`` string, strings that look like provider keys
+(``sk-...``), and every secret registered with :func:`register_secret`
+(the manager registers each provider API key it loads), wherever it
+appears inside an event, nested mappings and lists included.
+
+:func:`ensure_redaction` puts the processor at the front of structlog's
+chain: our default chain when structlog is unconfigured, or the
+application's own chain otherwise. The kernel calls it whenever a
+``ProviderManager`` or the CLI starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEY = re.compile(r"(api[_-]?key|authorization|password|secret|token(?!s)|credential)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"(Bearer\s+[A-Za-z0-9._~+/=-]{4,}|sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,})")
+_secrets: set[str] = set()
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable, non-reversible label for a secret (``key#1a2b3c4d``)."""
+    return "key#" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def register_secret(secret: str | None) -> None:
+    """Make :func:`redact_secrets` mask this exact value wherever it appears."""
+    if secret and len(secret) >= 4:
+        _secrets.add(secret)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with registered secrets and key-looking strings masked."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, fingerprint(secret))
+    return _SECRET_VALUE.sub(lambda m: "[REDACTED]", text)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: ("[REDACTED]" if isinstance(k, str) and _SECRET_KEY.search(k) and v else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(v) for v in value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask credentials anywhere in the event."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEY.search(key) and value:
+            event_dict[key] = "[REDACTED]"
+        elif isinstance(value, str | Mapping | list | tuple):
+            event_dict[key] = _redact(value)
+        elif isinstance(value, BaseException):
+            event_dict[key] = redact_text(f"{type(value).__name__}: {value}")
+    return event_dict
+
+
+def configure_logging(level: str | int = "WARNING", *, json: bool = False) -> None:
+    """Our default structlog chain to stderr, filtered at ``level``, redaction first."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            redact_secrets,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def ensure_redaction() -> None:
+    """Make sure :func:`redact_secrets` runs first in structlog's chain."""
+    if not structlog.is_configured():
+        configure_logging()
+        return
+    processors = list(structlog.get_config()["processors"])
+    if redact_secrets not in processors:
+        structlog.configure(processors=[redact_secrets, *processors])
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to ``component=name``."""
+    return structlog.get_logger(component=name)

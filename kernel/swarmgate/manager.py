@@ -1,0 +1,1072 @@
+"""ProviderManager: the request pipeline.
+
+For every request::
+
+    before_request hooks      (may answer, refuse, or rewrite)
+    candidate targets         (forced provider, provider/model, route, model name, "auto";
+                               plus fallback chains)
+    filters                   (exclude, constraints; unhealthy targets last)
+    select_provider hook      (the configured strategy and balancer by default)
+    preferred providers first
+    attempt each target       (driver call under the provider's timeout)
+      success -> after_response hooks -> the response
+      failure -> on_failure hooks decide: retry, fail over, or abort
+    nothing left -> NoProviderAvailableError listing every attempt
+
+Streaming runs the same pipeline; a failure before the first token fails
+over invisibly, a failure after it ends the stream with the error.
+
+Providers can be added, replaced and removed while requests are in flight:
+each request holds the provider instance it started with; a replaced or
+removed instance is closed when its last in-flight call ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Literal, overload
+
+import anyio
+import attrs
+
+from swarmgate import registry
+from swarmgate.config import ModelConfig, ProviderConfig, SwarmgateConfig, load_config, parse_section, validate
+from swarmgate.errors import (
+    ConfigError,
+    InvalidRequestError,
+    NoProviderAvailableError,
+    PluginError,
+    ProviderTimeoutError,
+    ServerError,
+    SwarmgateError,
+    UnknownModelError,
+)
+from swarmgate.logs import ensure_redaction, get_logger, register_secret
+from swarmgate.models import (
+    Attempt,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorEvent,
+    FinishEvent,
+    HealthStatus,
+    Message,
+    ProviderReply,
+    StreamEvent,
+    StreamStart,
+    Target,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+    UsageEvent,
+)
+from swarmgate.plugins import PluginHost
+from swarmgate.provider import Provider, ProviderCall
+from swarmgate.requests import build_request
+from swarmgate.routing import Balancer, Strategy
+from swarmgate.state import StateStore
+from swarmgate.stats import TargetStats, estimate_tokens
+
+log = get_logger("swarmgate.manager")
+
+#: Upper bound on attempts for one request, whatever plugins decide.
+MAX_ATTEMPTS = 32
+
+_ids = itertools.count(1)
+_ID_PREFIX = os.urandom(4).hex()
+
+
+def _new_id() -> str:
+    return f"sg-{_ID_PREFIX}{next(_ids):08x}"
+
+
+@attrs.frozen
+class FailureDecision:
+    """What to do after a failed attempt (returned by ``on_failure`` hooks)."""
+
+    action: Literal["retry", "failover", "abort"]
+    delay: float = 0.0
+
+    @classmethod
+    def retry(cls, delay: float = 0.0) -> FailureDecision:
+        """Try the same target again after ``delay`` seconds."""
+        return cls("retry", delay)
+
+    @classmethod
+    def failover(cls) -> FailureDecision:
+        """Move on to the next target."""
+        return cls("failover")
+
+    @classmethod
+    def abort(cls) -> FailureDecision:
+        """Stop and raise the error."""
+        return cls("abort")
+
+
+@attrs.define
+class RequestContext:
+    """Per-request scratch space shared by the kernel and hooks.
+
+    ``attempts`` grows as targets are tried; ``state`` is for plugins (key
+    it by plugin name); ``ordered`` is set when the targets' order is fixed
+    (an ordered route).
+    """
+
+    id: str
+    manager: ProviderManager
+    started: float
+    stream: bool = False
+    attempts: list[Attempt] = attrs.field(factory=list)
+    state: dict[str, Any] = attrs.field(factory=dict)
+    ordered: bool = False
+    fallback: tuple[Target, ...] = ()
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the request started."""
+        return (time.perf_counter() - self.started) * 1000.0
+
+
+@attrs.define(eq=False)
+class ProviderHandle:
+    """A live provider instance and its bookkeeping."""
+
+    name: str
+    config: ProviderConfig
+    provider: Provider
+    inflight: int = 0
+    retired: bool = False
+    closed: bool = False
+    healthy: bool = True
+    health_detail: str = ""
+
+
+@attrs.frozen
+class _Plan:
+    primary: tuple[Target, ...]
+    fallback: tuple[Target, ...]
+    ordered: bool
+
+
+class ProviderManager:
+    """The gateway's core object. See the module docstring for the pipeline.
+
+    ``config`` is a path (JSON/YAML), a mapping in the feature guide's
+    format, a :class:`~swarmgate.config.SwarmgateConfig`, or ``None`` for
+    the embedded default a plugin offers (``swarmgate-sim``). ``plugins``
+    are extra plugin objects registered after the entry points; ``drivers``
+    maps an entry-point namespace to ``{name: driver}`` supplied in code.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        drivers: Mapping[str, Mapping[str, Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config_source = config
+        self._extra_plugins = tuple(plugins)
+        self._drivers = {k: dict(v) for k, v in (drivers or {}).items()}
+        self._env = env
+        self.plugins = PluginHost()
+        self._config: SwarmgateConfig | None = None
+        self._handles: dict[str, ProviderHandle] = {}
+        self._stats: dict[Target, TargetStats] = {}
+        self._plans: dict[tuple[str, str | None], _Plan] = {}
+        self._strategies: dict[str, Strategy] = {}
+        self._balancer: Balancer | None = None
+        self._state: StateStore | None = None
+        self._initialized = False
+        self._closed = False
+        self._lock = anyio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Load plugins and config, build and start providers, run ``plugin_setup``.
+
+        Raises :class:`ConfigError` or :class:`PluginError` naming what is wrong.
+        Calling it again is a no-op.
+        """
+        if self._initialized:
+            return
+        ensure_redaction()
+        self.plugins.load(self._extra_plugins)
+        source = self._config_source
+        if source is None:
+            source = self.plugins.default_config()
+            if source is None:
+                raise ConfigError(
+                    [("", "no config given and no installed plugin offers a default; "
+                      "pass a config, or install 'swarmgate-sim' (or 'qwen-swarm-enhanced') for the embedded default")]
+                )
+        config = load_config(source, env=self._env)
+        self._config = config
+        self._state = self._make_state(config)
+        self._strategies[config.routing.strategy] = self._load_strategy(config.routing.strategy, "routing.strategy")
+        self._balancer = self._load_routing_driver(
+            registry.BALANCERS, config.routing.load_balancing.algorithm, "routing.loadBalancing.algorithm"
+        )
+        handles: dict[str, ProviderHandle] = {}
+        try:
+            for name, provider_config in config.providers.items():
+                if provider_config.enabled:
+                    handles[name] = await self._build(name, provider_config)
+        except BaseException:
+            for handle in handles.values():
+                await handle.provider.aclose()
+            raise
+        self._handles = handles
+        self._initialized = True
+        try:
+            await self.plugins.plugin_setup(self)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Run ``plugin_shutdown``, close every provider and the state store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._initialized:
+            await self.plugins.plugin_shutdown(self)
+        for handle in list(self._handles.values()):
+            await self._close_handle(handle)
+        self._handles = {}
+        if self._state is not None:
+            await self._state.aclose()
+
+    async def __aenter__(self) -> ProviderManager:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- what is configured --------------------------------------------------
+
+    @property
+    def config(self) -> SwarmgateConfig:
+        """The active configuration."""
+        if self._config is None:
+            raise RuntimeError("the ProviderManager is not initialized: await manager.initialize() first")
+        return self._config
+
+    @property
+    def state(self) -> StateStore:
+        """The shared state store (``state.backend``)."""
+        if self._state is None:
+            raise RuntimeError("the ProviderManager is not initialized: await manager.initialize() first")
+        return self._state
+
+    def providers(self) -> list[str]:
+        """Names of the live (enabled) providers."""
+        return list(self._handles)
+
+    def provider(self, name: str) -> Provider:
+        """The live driver instance of provider ``name``."""
+        handle = self._handles.get(name)
+        if handle is None:
+            raise UnknownModelError(f"unknown provider {name!r} (live: {sorted(self._handles)})")
+        return handle.provider
+
+    def handle(self, name: str) -> ProviderHandle | None:
+        """Bookkeeping for provider ``name`` (health, in-flight count), if live."""
+        return self._handles.get(name)
+
+    def priority_of(self, name: str) -> int:
+        """The configured priority of provider ``name`` (lower is tried first)."""
+        handle = self._handles.get(name)
+        return handle.config.priority if handle else 1_000_000
+
+    def stats(self, target: Target) -> TargetStats:
+        """Live statistics of one target (created on first use)."""
+        stats = self._stats.get(target)
+        if stats is None:
+            stats = self._stats[target] = TargetStats()
+        return stats
+
+    def all_stats(self) -> dict[Target, TargetStats]:
+        """Live statistics of every target that has seen traffic."""
+        return dict(self._stats)
+
+    def model_config(self, target: Target) -> ModelConfig:
+        """The model config of ``target`` (defaults when the provider lists none)."""
+        handle = self._handles.get(target.provider)
+        if handle is None:
+            return ModelConfig()
+        return handle.config.models.get(target.model) or ModelConfig()
+
+    def models(self) -> list[str]:
+        """Every routable model id: ``provider/model`` for each live model, then route names."""
+        out = [f"{name}/{model}" for name, handle in self._handles.items() for model in handle.config.models]
+        out.extend(self.config.routes)
+        return out
+
+    def estimate_cost(self, target: Target, request: CompletionRequest) -> float:
+        """Worst-case cost of ``request`` on ``target``: estimated prompt tokens
+        plus the requested (or the model's) max tokens, at the target's prices."""
+        model = self.model_config(target)
+        max_out = request.max_tokens or model.max_tokens or 1024
+        return model.price(estimate_tokens(request.prompt_text()), max_out)
+
+    # -- health --------------------------------------------------------------
+
+    def set_health(self, name: str, healthy: bool, detail: str = "") -> None:
+        """Mark a provider healthy or not (health monitors and breakers call
+        this). Unhealthy providers are tried only after every healthy one."""
+        handle = self._handles.get(name)
+        if handle is not None:
+            handle.healthy = healthy
+            handle.health_detail = detail
+
+    async def check_health(self, name: str | None = None) -> dict[str, HealthStatus]:
+        """Probe one provider (or all) through the ``health_probe`` hook,
+        concurrently, without changing their health marks."""
+        names = [name] if name is not None else list(self._handles)
+        results: dict[str, HealthStatus] = {}
+
+        async def probe(n: str) -> None:
+            handle = self._handles.get(n)
+            if handle is None:
+                results[n] = HealthStatus(False, detail="unknown provider")
+                return
+            started = time.perf_counter()
+            status = await self.plugins.health_probe(self, n, handle.provider)
+            if status.latency is None:
+                status = attrs.evolve(status, latency=(time.perf_counter() - started) * 1000.0)
+            results[n] = status
+
+        async with anyio.create_task_group() as tg:
+            for n in names:
+                tg.start_soon(probe, n)
+        return {n: results[n] for n in names}
+
+    # -- dynamic providers ---------------------------------------------------
+
+    async def add_provider(self, name: str, config: ProviderConfig | Mapping[str, Any]) -> None:
+        """Add provider ``name`` (config in the guide's format) at run time.
+
+        Raises :class:`ConfigError` for a bad config or an existing name.
+        """
+        async with self._lock:
+            if name in self.config.providers:
+                raise ConfigError([(f"providers.{name}", "a provider with this name already exists; use update_provider")])
+            provider_config = self._parse_provider(name, config)
+            await self._install(name, None, provider_config)
+
+    async def update_provider(self, name: str, changes: Mapping[str, Any]) -> None:
+        """Change provider ``name``'s config (a partial mapping, camelCase).
+
+        Requests in flight finish on the old instance; new ones use the new one.
+        """
+        async with self._lock:
+            old = self.config.providers.get(name)
+            if old is None:
+                raise UnknownModelError(f"unknown provider {name!r} (configured: {sorted(self.config.providers)})")
+            from swarmgate.config import to_dict
+
+            raw = to_dict(attrs.evolve(self.config, providers={name: old}))["providers"][name]
+            raw = {k: v for k, v in raw.items() if v is not None}
+            if old.api_key is not None:
+                raw["apiKey"] = old.api_key
+            raw.update(changes)
+            await self._install(name, old, self._parse_provider(name, raw))
+
+    async def remove_provider(self, name: str) -> None:
+        """Remove provider ``name``; in-flight requests on it finish first."""
+        async with self._lock:
+            old = self.config.providers.get(name)
+            if old is None:
+                raise UnknownModelError(f"unknown provider {name!r} (configured: {sorted(self.config.providers)})")
+            await self._install(name, old, None)
+
+    def _parse_provider(self, name: str, config: ProviderConfig | Mapping[str, Any]) -> ProviderConfig:
+        parsed = config if isinstance(config, ProviderConfig) else parse_section(ProviderConfig, config, f"providers.{name}")
+        problems = [p for p in validate(self.config.with_provider(name, parsed)) if p[0].startswith(f"providers.{name}")]
+        if problems:
+            raise ConfigError(problems)
+        return parsed
+
+    async def _install(self, name: str, old: ProviderConfig | None, new: ProviderConfig | None) -> None:
+        handle = await self._build(name, new) if new is not None and new.enabled else None
+        handles = dict(self._handles)
+        previous = handles.pop(name, None)
+        if handle is not None:
+            handles[name] = handle
+        self._handles = handles
+        self._config = self.config.with_provider(name, new)
+        self._plans.clear()
+        if previous is not None:
+            previous.retired = True
+            if previous.inflight == 0:
+                await self._close_handle(previous)
+        await self.plugins.provider_changed(self, name, old, new)
+
+    # -- building ------------------------------------------------------------
+
+    def _load_routing_driver(self, namespace: str, name: str, path: str) -> Any:
+        try:
+            cls = registry.load_driver(namespace, name, self._drivers.get(namespace))
+        except PluginError as exc:
+            raise PluginError(f"{path}: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+        return cls(self)
+
+    def _load_strategy(self, name: str, path: str) -> Strategy:
+        strategy: Strategy = self._load_routing_driver(registry.STRATEGIES, name, path)
+        return strategy
+
+    def strategy(self, name: str | None = None) -> Strategy:
+        """The strategy called ``name`` (default: ``routing.strategy``), loaded once."""
+        name = name or self.config.routing.strategy
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            try:
+                strategy = self._strategies[name] = self._load_strategy(name, "strategy")
+            except PluginError as exc:
+                raise InvalidRequestError(str(exc)) from None
+        return strategy
+
+    @property
+    def balancer(self) -> Balancer:
+        """The configured load balancer."""
+        assert self._balancer is not None
+        return self._balancer
+
+    def _make_state(self, config: SwarmgateConfig) -> StateStore:
+        try:
+            factory = registry.load_driver(registry.STATE, config.state.backend, self._drivers.get(registry.STATE))
+        except PluginError as exc:
+            raise PluginError(f"state.backend: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+        store: StateStore = factory(config.state.options)
+        return store
+
+    async def _build(self, name: str, config: ProviderConfig) -> ProviderHandle:
+        path = f"providers.{name}"
+        try:
+            cls = registry.load_driver(registry.PROVIDERS, config.type, self._drivers.get(registry.PROVIDERS))
+        except PluginError as exc:
+            raise PluginError(f"{path}.type: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+        if not (isinstance(cls, type) and issubclass(cls, Provider)):
+            raise PluginError(
+                f"{path}.type: provider type {config.type!r} is not a swarmgate Provider subclass ({cls!r})",
+                namespace=registry.PROVIDERS,
+                name=config.type,
+            )
+        if cls.requires_api_key and not config.api_key:
+            raise ConfigError([(f"{path}.apiKey", f"provider type {config.type!r} needs an API key")])
+        settings_class = cls.settings_class
+        if settings_class is None:
+            if config.settings:
+                raise ConfigError(
+                    [(f"{path}.{key}", f"unknown key for provider type {config.type!r}") for key in sorted(config.settings)]
+                )
+            settings = None
+        else:
+            settings = parse_section(settings_class, config.settings, path)
+        register_secret(config.api_key)
+        provider = cls(name, config, settings)
+        await provider.start()
+        return ProviderHandle(name, config, provider)
+
+    async def _close_handle(self, handle: ProviderHandle) -> None:
+        if handle.closed:
+            return
+        handle.closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await handle.provider.aclose()
+            except Exception as exc:
+                log.warning("provider_close_failed", provider=handle.name, error=f"{type(exc).__name__}: {exc}")
+
+    # -- planning ------------------------------------------------------------
+
+    def _plan(self, request: CompletionRequest) -> _Plan:
+        key = (request.model, request.provider)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(request.model, request.provider)
+        return plan
+
+    def _resolve_model(self, handle: ProviderHandle, model: str) -> str:
+        if model == "auto":
+            default = handle.config.resolve_default_model()
+            if default is None:
+                raise UnknownModelError(
+                    f"provider {handle.name!r} has no models and no defaultModel; name a model explicitly"
+                )
+            return default
+        models = handle.config.models
+        if models and model not in models:
+            raise UnknownModelError(f"provider {handle.name!r} has no model {model!r} (models: {sorted(models)})")
+        return model
+
+    def _make_plan(self, model: str, forced: str | None) -> _Plan:
+        config = self.config
+        handles = self._handles
+        if forced is not None:
+            handle = handles.get(forced)
+            if handle is None:
+                state = "disabled" if forced in config.providers else "unknown"
+                raise UnknownModelError(f"{state} provider {forced!r} (live providers: {sorted(handles)})")
+            provider, _, rest = model.partition("/")
+            if rest and provider == forced:
+                model = rest
+            return _Plan((Target(forced, self._resolve_model(handle, model)),), (), True)
+        route = config.routes.get(model)
+        if route is not None:
+            targets = []
+            for text in route.targets:
+                provider, _, name = text.partition("/")
+                if provider in handles:
+                    targets.append(Target(provider, name))
+            if not targets:
+                raise UnknownModelError(f"route {model!r} has no live target (targets: {list(route.targets)})")
+            return _Plan(tuple(targets), (), route.ordered)
+        if model == "auto":
+            targets = [
+                Target(name, default)
+                for name, handle in handles.items()
+                if (default := handle.config.resolve_default_model()) is not None
+            ]
+            if not targets:
+                raise UnknownModelError("no live provider has a default model to serve model 'auto'")
+            return _Plan(tuple(targets), (), False)
+        provider, _, name = model.partition("/")
+        if name and provider in handles:
+            primary: tuple[Target, ...] = (Target(provider, self._resolve_model(handles[provider], name)),)
+        else:
+            primary = tuple(Target(p, model) for p, h in handles.items() if model in h.config.models)
+            if not primary:
+                primary = tuple(Target(p, model) for p, h in handles.items() if not h.config.models)
+            if not primary:
+                known = sorted({m for h in handles.values() for m in h.config.models})
+                raise UnknownModelError(
+                    f"unknown model {model!r}: no live provider serves it "
+                    f"(models: {known}; routes: {sorted(config.routes)}; or use 'provider/model' or 'auto')"
+                )
+        return _Plan(primary, self._fallback_for(primary), False)
+
+    def _fallback_for(self, primary: tuple[Target, ...]) -> tuple[Target, ...]:
+        routing = self.config.routing
+        if not routing.fallback_enabled or not routing.fallback_chains:
+            return ()
+        first = primary[0].provider
+        chain = next((c for c in routing.fallback_chains if c and c[0] == first), None)
+        if chain is None:
+            chain = next((c[c.index(first):] for c in routing.fallback_chains if first in c), ())
+        seen = {t.provider for t in primary}
+        out = []
+        for name in chain[1:]:
+            handle = self._handles.get(name)
+            if name in seen or handle is None:
+                continue
+            default = handle.config.resolve_default_model()
+            if default is not None:
+                out.append(Target(name, default))
+                seen.add(name)
+        return tuple(out)
+
+    def _filter(self, request: CompletionRequest, targets: Sequence[Target], dropped: list[str]) -> list[Target]:
+        prefs = request.preferences
+        exclude = prefs.exclude
+        limits = prefs.constraints
+        handles = self._handles
+        healthy: list[Target] = []
+        unhealthy: list[Target] = []
+        for target in targets:
+            handle = handles.get(target.provider)
+            if handle is None:
+                dropped.append(f"{target}: provider removed")
+                continue
+            if target.provider in exclude:
+                dropped.append(f"{target}: excluded by preferences")
+                continue
+            if limits.max_cost is not None:
+                cost = self.estimate_cost(target, request)
+                if cost > limits.max_cost:
+                    dropped.append(f"{target}: predicted cost {cost:.6f} > maxCost {limits.max_cost}")
+                    continue
+            if limits.max_latency is not None or limits.min_reliability is not None:
+                stats = self._stats.get(target)
+                if stats is not None:
+                    if limits.max_latency is not None and stats.latency is not None and stats.latency > limits.max_latency:
+                        dropped.append(f"{target}: observed latency {stats.latency:.0f}ms > maxLatency {limits.max_latency}")
+                        continue
+                    if limits.min_reliability is not None and stats.reliability < limits.min_reliability:
+                        dropped.append(
+                            f"{target}: reliability {stats.reliability:.3f} < minReliability {limits.min_reliability}"
+                        )
+                        continue
+            (healthy if handle.healthy else unhealthy).append(target)
+        return healthy + unhealthy if unhealthy else healthy
+
+    async def _targets(self, request: CompletionRequest, context: RequestContext) -> list[Target]:
+        plan = self._plan(request)
+        dropped: list[str] = []
+        primary = self._filter(request, plan.primary, dropped)
+        fallback = self._filter(request, plan.fallback, dropped) if plan.fallback else []
+        context.ordered = plan.ordered
+        context.fallback = tuple(fallback)
+        if len(primary) > 1 and not plan.ordered:
+            primary = list(await self.plugins.select_provider(request, primary, context))
+        preferred = request.preferences.providers
+        if preferred and len(primary) > 1:
+            rank = {name: i for i, name in enumerate(preferred)}
+            primary.sort(key=lambda t: rank.get(t.provider, len(rank)))
+        targets = primary + [t for t in fallback if t not in primary]
+        if not targets:
+            raise NoProviderAvailableError(
+                "no provider can take this request: " + "; ".join(dropped or ["no candidate targets"])
+            )
+        return targets
+
+    # -- the request pipeline --------------------------------------------------
+
+    @overload
+    async def complete(
+        self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: Literal[False] = False, **fields: Any
+    ) -> CompletionResponse: ...
+
+    @overload
+    async def complete(
+        self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: Literal[True], **fields: Any
+    ) -> AsyncIterator[StreamEvent]: ...
+
+    async def complete(
+        self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: bool = False, **fields: Any
+    ) -> CompletionResponse | AsyncIterator[StreamEvent]:
+        """Answer one request; see the module docstring for the pipeline.
+
+        ``request`` is a :class:`CompletionRequest`, a mapping in the guide's
+        format, or omitted in favour of keyword fields (``prompt=...``,
+        ``messages=...``, ``model=...``). With ``stream=True`` (or a request
+        whose ``stream`` is true) this returns the async iterator of
+        :meth:`stream` instead of a response.
+
+        Raises :class:`SwarmgateError` subclasses: the refusing hook's error,
+        the aborting attempt's error, or :class:`NoProviderAvailableError`
+        with every attempt when all targets failed.
+        """
+        req = build_request(request, fields)
+        if stream or req.stream:
+            return self._stream(attrs.evolve(req, stream=True) if not req.stream else req, "raise")
+        if not self._initialized or self._closed:
+            self._not_ready()
+        context = RequestContext(_new_id(), self, time.perf_counter())
+        req, early = await self.plugins.before_request(req, context)
+        if early is not None:
+            return early
+        targets = await self._targets(req, context)
+        index = 0
+        last_error: SwarmgateError | None = None
+        while index < len(targets):
+            target = targets[index]
+            handle = self._handles.get(target.provider)
+            if handle is None:
+                index += 1
+                continue
+            try:
+                reply, attempt = await self._attempt(handle, target, req, context)
+            except SwarmgateError as error:
+                last_error = error
+                action, delay = await self._decide(req, target, error, context)
+                if action == "retry":
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    continue
+                if action == "abort":
+                    raise self._with_attempts(error, context) from None
+                index += 1
+                continue
+            response = self._response(reply, attempt, context)
+            await self.plugins.after_response(req, response, context)
+            return response
+        raise self._exhausted(context, last_error)
+
+    def _not_ready(self) -> None:
+        state = "closed" if self._closed else "not initialized: await manager.initialize() first (or use 'async with')"
+        raise RuntimeError(f"the ProviderManager is {state}")
+
+    def _call(self, handle: ProviderHandle, target: Target, request: CompletionRequest) -> ProviderCall:
+        model = handle.config.models.get(target.model)
+        upstream = target.model
+        if model is None:
+            model = _NO_MODEL
+        elif model.upstream_name:
+            upstream = model.upstream_name
+        return ProviderCall(request, target.model, upstream, model, handle.config.timeout / 1000.0)
+
+    async def _attempt(
+        self, handle: ProviderHandle, target: Target, request: CompletionRequest, context: RequestContext
+    ) -> tuple[ProviderReply, Attempt]:
+        call = self._call(handle, target, request)
+        stats = self.stats(target)
+        handle.inflight += 1
+        stats.inflight += 1
+        started = time.perf_counter()
+        try:
+            try:
+                with anyio.fail_after(call.timeout):
+                    reply = await handle.provider.complete(call)
+            except SwarmgateError as exc:
+                error: SwarmgateError = exc
+            except TimeoutError:
+                error = ProviderTimeoutError(
+                    f"no answer within {call.timeout:g}s", provider=target.provider, model=target.model
+                )
+            except Exception as exc:
+                error = ServerError(
+                    f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
+                )
+            else:
+                latency = (time.perf_counter() - started) * 1000.0
+                cost = call.model_config.price(reply.tokens.input, reply.tokens.output)
+                attempt = Attempt(target.provider, target.model, True, latency, cost, reply.tokens)
+                context.attempts.append(attempt)
+                stats.record(True, latency, None, cost)
+                return reply, attempt
+            self._record_failure(target, error, started, context, stats)
+            raise error
+        finally:
+            handle.inflight -= 1
+            stats.inflight -= 1
+            if handle.retired and handle.inflight == 0:
+                await self._close_handle(handle)
+
+    def _record_failure(
+        self,
+        target: Target,
+        error: SwarmgateError,
+        started: float,
+        context: RequestContext,
+        stats: TargetStats,
+        tokens: TokenUsage | None = None,
+        cost: float = 0.0,
+        ttft: float | None = None,
+    ) -> None:
+        if error.provider is None:
+            error.provider, error.model = target.provider, target.model
+        latency = (time.perf_counter() - started) * 1000.0
+        context.attempts.append(
+            Attempt(
+                target.provider,
+                target.model,
+                False,
+                latency,
+                cost,
+                tokens or TokenUsage(),
+                ttft,
+                error.kind.value,
+                error.message,
+                error.upstream_status,
+            )
+        )
+        stats.record(False, latency, cost=cost)
+        log.info("attempt_failed", request_id=context.id, target=str(target), kind=error.kind.value, error=error.message)
+
+    async def _decide(
+        self, request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
+    ) -> tuple[str, float]:
+        decision = await self.plugins.on_failure(request, target, error, context)
+        if len(context.attempts) >= MAX_ATTEMPTS:
+            return "abort", 0.0
+        if decision is None:
+            return ("failover" if error.failover else "abort"), 0.0
+        return decision.action, decision.delay
+
+    def _response(self, reply: ProviderReply, attempt: Attempt, context: RequestContext, ttft: float | None = None) -> CompletionResponse:
+        metadata = reply.metadata
+        if reply.model and reply.model != attempt.model:
+            metadata = {**metadata, "upstream_model": reply.model}
+        return CompletionResponse(
+            content=reply.content,
+            provider=attempt.provider,
+            model=attempt.model,
+            cost=attempt.cost,
+            latency=context.elapsed_ms(),
+            tokens=reply.tokens,
+            finish_reason=reply.finish_reason,
+            attempts=tuple(context.attempts),
+            id=context.id,
+            ttft=ttft,
+            tool_calls=reply.tool_calls,
+            metadata=metadata,
+        )
+
+    @staticmethod
+    def _with_attempts(error: SwarmgateError, context: RequestContext) -> SwarmgateError:
+        error.attempts = tuple(context.attempts)
+        return error
+
+    def _exhausted(self, context: RequestContext, last_error: SwarmgateError | None) -> NoProviderAvailableError:
+        parts = [f"{a.provider}/{a.model}: {a.error_kind} ({a.error})" for a in context.attempts if not a.ok]
+        waits = [a for a in context.attempts if a.error_kind == "rate_limited"]
+        retry_after = None
+        if waits and last_error is not None and last_error.retry_after is not None:
+            retry_after = last_error.retry_after
+        error = NoProviderAvailableError(
+            f"all {len(parts)} attempt(s) failed: " + "; ".join(parts) if parts else "no provider could be tried",
+            attempts=context.attempts,
+            last_error=last_error,
+            retry_after=retry_after,
+        )
+        return error
+
+    # -- streaming -----------------------------------------------------------
+
+    def stream(
+        self,
+        request: CompletionRequest | Mapping[str, Any] | None = None,
+        /,
+        *,
+        errors: Literal["raise", "event"] = "raise",
+        **fields: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        """Answer one request as a stream of events:
+        ``StreamStart``, ``TextDelta``/``ToolCallDelta``..., ``UsageEvent``
+        (with cost), ``FinishEvent`` (with the full response).
+
+        Failures before the first event fail over like :meth:`complete`.
+        A failure after output started ends the stream: by default the error
+        is raised; with ``errors="event"`` an :class:`ErrorEvent` carrying
+        it and the partial text is yielded last instead. Closing the
+        iterator early cancels the upstream call.
+        """
+        req = build_request(request, fields)
+        if not req.stream:
+            req = attrs.evolve(req, stream=True)
+        return self._stream(req, errors)
+
+    async def _stream(self, req: CompletionRequest, errors: str) -> AsyncIterator[StreamEvent]:
+        if not self._initialized or self._closed:
+            self._not_ready()
+        context = RequestContext(_new_id(), self, time.perf_counter(), stream=True)
+        try:
+            req, early = await self.plugins.before_request(req, context)
+            if early is not None:
+                yield StreamStart(early.provider, early.model, early.id or context.id)
+                if early.content:
+                    yield TextDelta(early.content)
+                yield UsageEvent(early.tokens, early.cost)
+                yield FinishEvent(early.finish_reason, early)
+                return
+            targets = await self._targets(req, context)
+        except SwarmgateError as error:
+            if errors == "event":
+                yield ErrorEvent(error)
+                return
+            raise
+        index = 0
+        last_error: SwarmgateError | None = None
+        while index < len(targets):
+            target = targets[index]
+            handle = self._handles.get(target.provider)
+            if handle is None:
+                index += 1
+                continue
+            outcome = _StreamOutcome()
+            try:
+                async for event in self._stream_attempt(handle, target, req, context, outcome):
+                    yield event
+            except SwarmgateError as error:
+                if outcome.started:
+                    if errors == "event":
+                        yield ErrorEvent(self._with_attempts(error, context), outcome.text)
+                        return
+                    raise self._with_attempts(error, context) from None
+                last_error = error
+                action, delay = await self._decide(req, target, error, context)
+                if action == "retry":
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    continue
+                if action == "abort":
+                    if errors == "event":
+                        yield ErrorEvent(self._with_attempts(error, context))
+                        return
+                    raise self._with_attempts(error, context) from None
+                index += 1
+                continue
+            assert outcome.response is not None
+            await self.plugins.after_response(req, outcome.response, context)
+            yield FinishEvent(outcome.response.finish_reason, outcome.response)
+            return
+        error = self._exhausted(context, last_error)
+        if errors == "event":
+            yield ErrorEvent(error)
+            return
+        raise error
+
+    async def _stream_attempt(
+        self,
+        handle: ProviderHandle,
+        target: Target,
+        request: CompletionRequest,
+        context: RequestContext,
+        outcome: _StreamOutcome,
+    ) -> AsyncIterator[StreamEvent]:
+        """One streamed attempt. Yields everything but the final FinishEvent
+        (left in ``outcome.response``); raises the attempt's error."""
+        call = self._call(handle, target, request)
+        stats = self.stats(target)
+        handle.inflight += 1
+        stats.inflight += 1
+        started = time.perf_counter()
+        upstream = handle.provider.stream(call)
+        text: list[str] = []
+        usage: TokenUsage | None = None
+        finish = "stop"
+        ttft: float | None = None
+        tool_calls: dict[int, dict[str, Any]] = {}
+        try:
+            try:
+                while True:
+                    with anyio.fail_after(call.timeout):
+                        try:
+                            event = await upstream.__anext__()
+                        except StopAsyncIteration:
+                            break
+                    if isinstance(event, TextDelta | ToolCallDelta):
+                        if not outcome.started:
+                            outcome.started = True
+                            ttft = (time.perf_counter() - started) * 1000.0
+                            yield StreamStart(target.provider, target.model, context.id)
+                        if isinstance(event, TextDelta):
+                            text.append(event.text)
+                            outcome.text += event.text
+                        else:
+                            _merge_tool_call(tool_calls, event)
+                        yield event
+                    elif isinstance(event, UsageEvent):
+                        usage = event.tokens
+                    elif isinstance(event, FinishEvent):
+                        finish = event.finish_reason
+            except SwarmgateError as exc:
+                error: SwarmgateError = exc
+            except TimeoutError:
+                error = ProviderTimeoutError(
+                    f"stream stalled: no event within {call.timeout:g}s", provider=target.provider, model=target.model
+                )
+            except Exception as exc:
+                error = ServerError(
+                    f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
+                )
+            else:
+                if not outcome.started:
+                    outcome.started = True
+                    ttft = (time.perf_counter() - started) * 1000.0
+                    yield StreamStart(target.provider, target.model, context.id)
+                content = "".join(text)
+                metadata: dict[str, Any] = {}
+                if usage is None:
+                    usage = TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(content))
+                    metadata["usage_estimated"] = True
+                latency = (time.perf_counter() - started) * 1000.0
+                cost = call.model_config.price(usage.input, usage.output)
+                attempt = Attempt(target.provider, target.model, True, latency, cost, usage, ttft)
+                context.attempts.append(attempt)
+                stats.record(True, latency, ttft, cost)
+                reply = ProviderReply(
+                    content,
+                    usage,
+                    finish,
+                    tuple(tool_calls[i] for i in sorted(tool_calls)) if tool_calls else None,
+                    metadata=metadata,
+                )
+                yield UsageEvent(usage, cost)
+                outcome.response = self._response(reply, attempt, context, ttft)
+                return
+            partial = "".join(text)
+            tokens = usage or TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(partial))
+            cost = call.model_config.price(tokens.input, tokens.output) if outcome.started else 0.0
+            self._record_failure(target, error, started, context, stats, tokens if outcome.started else None, cost, ttft)
+            raise error
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()  # type: ignore[attr-defined]
+            handle.inflight -= 1
+            stats.inflight -= 1
+            if handle.retired and handle.inflight == 0:
+                await self._close_handle(handle)
+
+    # -- chains --------------------------------------------------------------
+
+    async def complete_with_chain(
+        self,
+        request: CompletionRequest | Mapping[str, Any] | None = None,
+        /,
+        *,
+        chain: Sequence[Mapping[str, Any]],
+        **fields: Any,
+    ) -> CompletionResponse:
+        """Run ``chain`` steps in order, each refining the previous output.
+
+        Each step is ``{"provider": ..., "model": ..., "task": ...}`` (all
+        optional). Step one answers the request with its ``task`` as a system
+        instruction; every later step gets the original prompt, the previous
+        answer and its own task. Returns the last step's answer with
+        ``cost``, ``tokens``, ``attempts`` and ``latency`` summed over the
+        chain and ``metadata["chain"]`` holding each step's response.
+        """
+        if not chain:
+            raise InvalidRequestError("'chain' needs at least one step")
+        base = build_request(request, fields)
+        started = time.perf_counter()
+        steps: list[CompletionResponse] = []
+        for i, step in enumerate(chain):
+            unknown = set(step) - {"provider", "model", "task"}
+            if unknown:
+                raise InvalidRequestError(f"chain[{i}]: unknown key(s) {sorted(unknown)}")
+            task = step.get("task")
+            messages = list(base.messages)
+            if steps:
+                messages.append(Message("assistant", steps[-1].content))
+                messages.append(Message("user", f"Task: {task}. Improve the answer above accordingly." if task else
+                                        "Review and improve the answer above."))
+            elif task:
+                messages.insert(0, Message("system", f"Task: {task}"))
+            req = attrs.evolve(
+                base,
+                messages=tuple(messages),
+                provider=step.get("provider", base.provider),
+                model=step.get("model", "auto" if step.get("provider") else base.model),
+                stream=False,
+            )
+            steps.append(await self.complete(req))
+        last = steps[-1]
+        tokens = TokenUsage.of(sum(s.tokens.input for s in steps), sum(s.tokens.output for s in steps))
+        return attrs.evolve(
+            last,
+            cost=sum(s.cost for s in steps),
+            tokens=tokens,
+            latency=(time.perf_counter() - started) * 1000.0,
+            attempts=tuple(a for s in steps for a in s.attempts),
+            metadata={**last.metadata, "chain": [s.to_dict() for s in steps]},
+        )
+
+
+_NO_MODEL = ModelConfig()
+
+
+@attrs.define
+class _StreamOutcome:
+    started: bool = False
+    text: str = ""
+    response: CompletionResponse | None = None
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
+    call = calls.setdefault(delta.index, {"id": None, "type": "function", "function": {"name": None, "arguments": ""}})
+    if delta.id:
+        call["id"] = delta.id
+    if delta.name:
+        call["function"]["name"] = delta.name
+    call["function"]["arguments"] += delta.arguments
+
+
+EnhancedProviderManager = ProviderManager
