@@ -3,7 +3,7 @@
 The public API is exactly ``__all__``; everything else is internal.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from swarmgate.config import ModelConfig, ProviderConfig, SwarmgateConfig, load_config, parse_section
 from swarmgate.errors import (
@@ -51,8 +51,8 @@ from swarmgate.provider import Provider, ProviderCall
 from swarmgate.state import MemoryStateStore, StateStore
 
 try:
-    __version__ = version("swarmgate")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("swarmgate")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

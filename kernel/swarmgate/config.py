@@ -279,6 +279,17 @@ converter.register_structure_hook(ProviderConfig, _structure_provider)
 # Error paths
 
 
+class InvalidValue(ValueError):
+    """Raise from an attrs validator of a config class: ``key`` is the
+    camelCase key (relative to the object being validated) and ``reason``
+    says what is wrong; the ConfigError then names the full path."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
 def _friendly(typ: Any) -> str:
     origin = get_origin(typ)
     if origin is Union or type(typ).__name__ == "UnionType":
@@ -332,6 +343,10 @@ def _problems(exc: BaseException, raw: Any, path: list[str | int], typ: Any) -> 
         return out
     if isinstance(exc, KeyError):
         return [(_dotted(path), "required key missing")]
+    if isinstance(exc, InvalidValue):
+        return [(_dotted([*path, exc.key]) if exc.key else _dotted(path), exc.reason)]
+    if isinstance(exc, ValueError):
+        return [(_dotted(path), str(exc))]
     if isinstance(exc, TypeError) and str(exc).startswith(("expected ", "'settings'")):
         return [(_dotted(path), str(exc))]
     return [(_dotted(path), f"expected {_friendly(typ)}, got {_show(_lookup(raw, path))}")]
@@ -438,6 +453,8 @@ def load_config(
     source: str | None = None
     if isinstance(config, Mapping):
         raw: Any = config
+    elif not isinstance(config, str | os.PathLike):
+        raise ConfigError([("", f"the top level must be an object, got {_show(config)}")])
     else:
         path = Path(config)
         source = str(path)

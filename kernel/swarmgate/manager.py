@@ -24,6 +24,7 @@ removed instance is closed when its last in-flight call ends.
 from __future__ import annotations
 
 import itertools
+from contextlib import aclosing
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -572,12 +573,12 @@ class ProviderManager:
         return tuple(out)
 
     def _filter(self, request: CompletionRequest, targets: Sequence[Target], dropped: list[str]) -> list[Target]:
+        """The targets that pass exclusions and constraints; ``dropped`` gets the reasons for the rest."""
         prefs = request.preferences
         exclude = prefs.exclude
         limits = prefs.constraints
         handles = self._handles
-        healthy: list[Target] = []
-        unhealthy: list[Target] = []
+        passed: list[Target] = []
         for target in targets:
             handle = handles.get(target.provider)
             if handle is None:
@@ -602,8 +603,8 @@ class ProviderManager:
                             f"{target}: reliability {stats.reliability:.3f} < minReliability {limits.min_reliability}"
                         )
                         continue
-            (healthy if handle.healthy else unhealthy).append(target)
-        return healthy + unhealthy if unhealthy else healthy
+            passed.append(target)
+        return passed
 
     async def _targets(self, request: CompletionRequest, context: RequestContext) -> list[Target]:
         plan = self._plan(request)
@@ -619,6 +620,9 @@ class ProviderManager:
             rank = {name: i for i, name in enumerate(preferred)}
             primary.sort(key=lambda t: rank.get(t.provider, len(rank)))
         targets = primary + [t for t in fallback if t not in primary]
+        handles = self._handles
+        if not all(handles[t.provider].healthy for t in targets if t.provider in handles):
+            targets.sort(key=lambda t: not (t.provider in handles and handles[t.provider].healthy))
         if not targets:
             raise NoProviderAvailableError(
                 "no provider can take this request: " + "; ".join(dropped or ["no candidate targets"])
@@ -871,8 +875,9 @@ class ProviderManager:
                 continue
             outcome = _StreamOutcome()
             try:
-                async for event in self._stream_attempt(handle, target, req, context, outcome):
-                    yield event
+                async with aclosing(self._stream_attempt(handle, target, req, context, outcome)) as events:
+                    async for event in events:
+                        yield event
             except SwarmgateError as error:
                 if outcome.started:
                     if errors == "event":

@@ -16,7 +16,7 @@ from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
 from swarmgate.errors import PluginError
-from swarmgate.plugins import admitted, distribution_of
+from swarmgate.plugins import admitted, distribution_of, entry_points
 
 PROVIDERS = "swarmgate.providers"
 STRATEGIES = "swarmgate.strategies"
@@ -55,8 +55,6 @@ def distribution_for(namespace: str, name: str) -> str:
 
 def available(namespace: str) -> list[str]:
     """Names installed in ``namespace`` (blocked ones included)."""
-    from swarmgate.plugins import entry_points
-
     return sorted({ep.name for ep in entry_points(namespace)})
 
 
@@ -68,13 +66,16 @@ def load_driver(namespace: str, name: str, overrides: Mapping[str, Any] | None =
     """
     if overrides and name in overrides:
         return overrides[name]
+    what = _WHAT.get(namespace, namespace)
+    dist = next((distribution_of(ep)[0] for ep in entry_points(namespace) if ep.name == name), None)
+    reason = admitted(name, dist)
+    if reason is not None:
+        raise PluginError(f"{what} {name!r} (from {dist}) is {reason}", namespace=namespace, name=name, distribution=dist)
     key = (namespace, name)
     if key in _cache:
         return _cache[key]
-    what = _WHAT.get(namespace, namespace)
 
     def failed(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-        dist, _ = distribution_of(entry_point)
         raise PluginError(
             f"{what} {name!r} is installed (from {dist or 'an unknown distribution'}) but failed to load: "
             f"{type(exc).__name__}: {exc}",
@@ -96,11 +97,6 @@ def load_driver(namespace: str, name: str, overrides: Mapping[str, Any] | None =
             name=name,
             distribution=hint,
         ) from None
-    extension = manager.extensions[0]
-    dist, _ = distribution_of(extension.entry_point)
-    reason = admitted(name, dist)
-    if reason is not None:
-        raise PluginError(f"{what} {name!r} (from {dist}) is {reason}", namespace=namespace, name=name, distribution=dist)
     driver = manager.driver
     _cache[key] = driver
     return driver
