@@ -249,20 +249,15 @@ for _typ, _name in ((int, "an integer"), (float, "a number"), (str, "a string"),
 
 
 def _structure_factory(cls: type) -> Callable[[Any, Any], Any]:
-    return make_dict_structure_fn(  # type: ignore[no-any-return]
-        cls,
-        converter,
-        _cattrs_forbid_extra_keys=True,
-        **{a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)},
-    )
+    overrides: dict[str, Any] = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+    return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)
 
 
 def _unstructure_factory(cls: type) -> Callable[[Any], Any]:
-    return make_dict_unstructure_fn(  # type: ignore[no-any-return]
-        cls,
-        converter,
-        **{a.name: override(rename=camel(a.name), omit=a.name == "source") for a in attrs.fields(cls)},
-    )
+    overrides: dict[str, Any] = {
+        a.name: override(rename=camel(a.name), omit=a.name == "source") for a in attrs.fields(cls)
+    }
+    return make_dict_unstructure_fn(cls, converter, **overrides)
 
 
 converter.register_structure_hook_factory(attrs.has, _structure_factory)
@@ -330,14 +325,16 @@ def _problems(exc: BaseException, raw: Any, path: list[str | int], typ: Any) -> 
         ]
     if isinstance(exc, ClassValidationError | IterableValidationError):
         out: list[tuple[str, str]] = []
+        without: list[Exception]
         if isinstance(exc, ClassValidationError):
-            with_notes, without = exc.group_exceptions()
-            for sub, note in with_notes:
-                out += _problems(sub, raw, [*path, camel(note.name)], note.type)
+            attribute_notes, without = exc.group_exceptions()
+            for sub, attribute in attribute_notes:
+                out += _problems(sub, raw, [*path, camel(attribute.name)], attribute.type)
         else:
-            with_notes, without = exc.group_exceptions()
-            for sub, note in with_notes:
-                out += _problems(sub, raw, [*path, note.index], note.type)
+            item_notes, without = exc.group_exceptions()
+            for sub, item in item_notes:
+                key: str | int = item.index
+                out += _problems(sub, raw, [*path, key], item.type)
         for sub in without:
             out += _problems(sub, raw, path, typ)
         return out
@@ -390,7 +387,9 @@ def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute(node: Any, path: list[str | int], env: Mapping[str, str], missing: list[tuple[list[str | int], str]]) -> Any:
+def _substitute(
+    node: Any, path: list[str | int], env: Mapping[str, str], missing: list[tuple[list[str | int], str]]
+) -> Any:
     if isinstance(node, str):
         if "${" not in node:
             return node
@@ -500,7 +499,10 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
             problems.append((f"{base}.type", "must name a provider type"))
         if provider.default_model and provider.models and provider.default_model not in provider.models:
             problems.append(
-                (f"{base}.defaultModel", f"{provider.default_model!r} is not one of its models: {sorted(provider.models)}")
+                (
+                    f"{base}.defaultModel",
+                    f"{provider.default_model!r} is not one of its models: {sorted(provider.models)}",
+                )
             )
         if provider.timeout <= 0:
             problems.append((f"{base}.timeout", "must be a positive number of milliseconds"))
@@ -516,7 +518,9 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
     for i, chain in enumerate(config.routing.fallback_chains):
         for j, name in enumerate(chain):
             if name not in config.providers:
-                problems.append((f"routing.fallbackChains[{i}][{j}]", f"unknown provider {name!r} (configured: {names})"))
+                problems.append(
+                    (f"routing.fallbackChains[{i}][{j}]", f"unknown provider {name!r} (configured: {names})")
+                )
     for name, route in config.routes.items():
         if name in config.providers:
             problems.append((f"routes.{name}", "a route may not have the name of a provider"))
@@ -532,10 +536,17 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
             if provider_cfg is None:
                 problems.append((where, f"unknown provider {target[0]!r} (configured: {names})"))
             elif provider_cfg.models and target[1] not in provider_cfg.models:
-                problems.append((where, f"provider {target[0]!r} has no model {target[1]!r} (models: {sorted(provider_cfg.models)})"))
+                problems.append(
+                    (
+                        where,
+                        f"provider {target[0]!r} has no model {target[1]!r} (models: {sorted(provider_cfg.models)})",
+                    )
+                )
     for name, weight in config.routing.load_balancing.weights.items():
         if name not in config.providers:
-            problems.append((f"routing.loadBalancing.weights.{name}", f"unknown provider {name!r} (configured: {names})"))
+            problems.append(
+                (f"routing.loadBalancing.weights.{name}", f"unknown provider {name!r} (configured: {names})")
+            )
         elif weight < 0:
             problems.append((f"routing.loadBalancing.weights.{name}", "must not be negative"))
     return problems

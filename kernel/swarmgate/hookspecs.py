@@ -89,7 +89,9 @@ def provider_changed(
 
 
 @hookspec
-def before_request(request: CompletionRequest, context: RequestContext) -> CompletionRequest | CompletionResponse | None:
+def before_request(
+    request: CompletionRequest, context: RequestContext
+) -> CompletionRequest | CompletionResponse | None:
     """Called once per request, before any target is chosen, in call order.
 
     Return ``None`` to let the request pass unchanged; a new

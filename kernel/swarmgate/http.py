@@ -67,7 +67,9 @@ def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None = 
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeoutError(f"upstream timed out ({detail})", provider=provider, model=model)
-    if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.NetworkError):
+    if isinstance(
+        exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.NetworkError
+    ):
         return ProviderConnectionError(f"connection to upstream failed ({detail})", provider=provider, model=model)
     return ServerError(f"upstream request failed ({detail})", provider=provider, model=model)
 

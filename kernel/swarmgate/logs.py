@@ -53,7 +53,10 @@ def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {k: ("[REDACTED]" if isinstance(k, str) and _SECRET_KEY.search(k) and v else _redact(v)) for k, v in value.items()}
+        return {
+            k: ("[REDACTED]" if isinstance(k, str) and _SECRET_KEY.search(k) and v else _redact(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return type(value)(_redact(v) for v in value)
     return value

@@ -24,10 +24,10 @@ removed instance is closed when its last in-flight call ends.
 from __future__ import annotations
 
 import itertools
-from contextlib import aclosing
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, Literal, overload
 
 import anyio
@@ -201,8 +201,13 @@ class ProviderManager:
             source = self.plugins.default_config()
             if source is None:
                 raise ConfigError(
-                    [("", "no config given and no installed plugin offers a default; "
-                      "pass a config, or install 'swarmgate-sim' (or 'qwen-swarm-enhanced') for the embedded default")]
+                    [
+                        (
+                            "",
+                            "no config given and no installed plugin offers a default; "
+                            "pass a config, or install 'swarmgate-sim' (or 'qwen-swarm-enhanced') for the embedded default",
+                        )
+                    ]
                 )
         config = load_config(source, env=self._env)
         self._config = config
@@ -356,7 +361,9 @@ class ProviderManager:
         """
         async with self._lock:
             if name in self.config.providers:
-                raise ConfigError([(f"providers.{name}", "a provider with this name already exists; use update_provider")])
+                raise ConfigError(
+                    [(f"providers.{name}", "a provider with this name already exists; use update_provider")]
+                )
             provider_config = self._parse_provider(name, config)
             await self._install(name, None, provider_config)
 
@@ -387,8 +394,12 @@ class ProviderManager:
             await self._install(name, old, None)
 
     def _parse_provider(self, name: str, config: ProviderConfig | Mapping[str, Any]) -> ProviderConfig:
-        parsed = config if isinstance(config, ProviderConfig) else parse_section(ProviderConfig, config, f"providers.{name}")
-        problems = [p for p in validate(self.config.with_provider(name, parsed)) if p[0].startswith(f"providers.{name}")]
+        parsed = (
+            config if isinstance(config, ProviderConfig) else parse_section(ProviderConfig, config, f"providers.{name}")
+        )
+        problems = [
+            p for p in validate(self.config.with_provider(name, parsed)) if p[0].startswith(f"providers.{name}")
+        ]
         if problems:
             raise ConfigError(problems)
         return parsed
@@ -414,7 +425,9 @@ class ProviderManager:
         try:
             cls = registry.load_driver(namespace, name, self._drivers.get(namespace))
         except PluginError as exc:
-            raise PluginError(f"{path}: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+            raise PluginError(
+                f"{path}: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution
+            ) from None
         return cls(self)
 
     def _load_strategy(self, name: str, path: str) -> Strategy:
@@ -442,7 +455,9 @@ class ProviderManager:
         try:
             factory = registry.load_driver(registry.STATE, config.state.backend, self._drivers.get(registry.STATE))
         except PluginError as exc:
-            raise PluginError(f"state.backend: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+            raise PluginError(
+                f"state.backend: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution
+            ) from None
         store: StateStore = factory(config.state.options)
         return store
 
@@ -451,7 +466,9 @@ class ProviderManager:
         try:
             cls = registry.load_driver(registry.PROVIDERS, config.type, self._drivers.get(registry.PROVIDERS))
         except PluginError as exc:
-            raise PluginError(f"{path}.type: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution) from None
+            raise PluginError(
+                f"{path}.type: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, Provider)):
             raise PluginError(
                 f"{path}.type: provider type {config.type!r} is not a swarmgate Provider subclass ({cls!r})",
@@ -461,10 +478,14 @@ class ProviderManager:
         if cls.requires_api_key and not config.api_key:
             raise ConfigError([(f"{path}.apiKey", f"provider type {config.type!r} needs an API key")])
         settings_class = cls.settings_class
+        settings: Any
         if settings_class is None:
             if config.settings:
                 raise ConfigError(
-                    [(f"{path}.{key}", f"unknown key for provider type {config.type!r}") for key in sorted(config.settings)]
+                    [
+                        (f"{path}.{key}", f"unknown key for provider type {config.type!r}")
+                        for key in sorted(config.settings)
+                    ]
                 )
             settings = None
         else:
@@ -481,7 +502,7 @@ class ProviderManager:
         with anyio.CancelScope(shield=True):
             try:
                 await handle.provider.aclose()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failing close must not stop the others
                 log.warning("provider_close_failed", provider=handle.name, error=f"{type(exc).__name__}: {exc}")
 
     # -- planning ------------------------------------------------------------
@@ -559,7 +580,7 @@ class ProviderManager:
         first = primary[0].provider
         chain = next((c for c in routing.fallback_chains if c and c[0] == first), None)
         if chain is None:
-            chain = next((c[c.index(first):] for c in routing.fallback_chains if first in c), ())
+            chain = next((c[c.index(first) :] for c in routing.fallback_chains if first in c), ())
         seen = {t.provider for t in primary}
         out = []
         for name in chain[1:]:
@@ -595,8 +616,14 @@ class ProviderManager:
             if limits.max_latency is not None or limits.min_reliability is not None:
                 stats = self._stats.get(target)
                 if stats is not None:
-                    if limits.max_latency is not None and stats.latency is not None and stats.latency > limits.max_latency:
-                        dropped.append(f"{target}: observed latency {stats.latency:.0f}ms > maxLatency {limits.max_latency}")
+                    if (
+                        limits.max_latency is not None
+                        and stats.latency is not None
+                        and stats.latency > limits.max_latency
+                    ):
+                        dropped.append(
+                            f"{target}: observed latency {stats.latency:.0f}ms > maxLatency {limits.max_latency}"
+                        )
                         continue
                     if limits.min_reliability is not None and stats.reliability < limits.min_reliability:
                         dropped.append(
@@ -633,7 +660,12 @@ class ProviderManager:
 
     @overload
     async def complete(
-        self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: Literal[False] = False, **fields: Any
+        self,
+        request: CompletionRequest | Mapping[str, Any] | None = None,
+        /,
+        *,
+        stream: Literal[False] = False,
+        **fields: Any,
     ) -> CompletionResponse: ...
 
     @overload
@@ -715,15 +747,19 @@ class ProviderManager:
         started = time.perf_counter()
         try:
             try:
-                with anyio.fail_after(call.timeout):
+                # A bare CancelScope costs less than fail_after()'s context manager.
+                scope = anyio.CancelScope(deadline=anyio.current_time() + call.timeout)
+                with scope:
                     reply = await handle.provider.complete(call)
+                if scope.cancelled_caught:
+                    raise TimeoutError
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
                 error = ProviderTimeoutError(
                     f"no answer within {call.timeout:g}s", provider=target.provider, model=target.model
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a driver bug is one failed attempt, not a crash
                 error = ServerError(
                     f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
                 )
@@ -771,7 +807,9 @@ class ProviderManager:
             )
         )
         stats.record(False, latency, cost=cost)
-        log.info("attempt_failed", request_id=context.id, target=str(target), kind=error.kind.value, error=error.message)
+        log.info(
+            "attempt_failed", request_id=context.id, target=str(target), kind=error.kind.value, error=error.message
+        )
 
     async def _decide(
         self, request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
@@ -783,7 +821,9 @@ class ProviderManager:
             return ("failover" if error.failover else "abort"), 0.0
         return decision.action, decision.delay
 
-    def _response(self, reply: ProviderReply, attempt: Attempt, context: RequestContext, ttft: float | None = None) -> CompletionResponse:
+    def _response(
+        self, reply: ProviderReply, attempt: Attempt, context: RequestContext, ttft: float | None = None
+    ) -> CompletionResponse:
         metadata = reply.metadata
         if reply.model and reply.model != attempt.model:
             metadata = {**metadata, "upstream_model": reply.model}
@@ -846,7 +886,7 @@ class ProviderManager:
             req = attrs.evolve(req, stream=True)
         return self._stream(req, errors)
 
-    async def _stream(self, req: CompletionRequest, errors: str) -> AsyncIterator[StreamEvent]:
+    async def _stream(self, req: CompletionRequest, errors: str) -> AsyncGenerator[StreamEvent, None]:
         if not self._initialized or self._closed:
             self._not_ready()
         context = RequestContext(_new_id(), self, time.perf_counter(), stream=True)
@@ -901,11 +941,11 @@ class ProviderManager:
             await self.plugins.after_response(req, outcome.response, context)
             yield FinishEvent(outcome.response.finish_reason, outcome.response)
             return
-        error = self._exhausted(context, last_error)
+        exhausted = self._exhausted(context, last_error)
         if errors == "event":
-            yield ErrorEvent(error)
+            yield ErrorEvent(exhausted)
             return
-        raise error
+        raise exhausted
 
     async def _stream_attempt(
         self,
@@ -914,7 +954,7 @@ class ProviderManager:
         request: CompletionRequest,
         context: RequestContext,
         outcome: _StreamOutcome,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """One streamed attempt. Yields everything but the final FinishEvent
         (left in ``outcome.response``); raises the attempt's error."""
         call = self._call(handle, target, request)
@@ -930,12 +970,16 @@ class ProviderManager:
         tool_calls: dict[int, dict[str, Any]] = {}
         try:
             try:
+                next_event = upstream.__anext__
                 while True:
-                    with anyio.fail_after(call.timeout):
+                    scope = anyio.CancelScope(deadline=anyio.current_time() + call.timeout)
+                    with scope:
                         try:
-                            event = await upstream.__anext__()
+                            event = await next_event()
                         except StopAsyncIteration:
                             break
+                    if scope.cancelled_caught:
+                        raise TimeoutError
                     if isinstance(event, TextDelta | ToolCallDelta):
                         if not outcome.started:
                             outcome.started = True
@@ -957,7 +1001,7 @@ class ProviderManager:
                 error = ProviderTimeoutError(
                     f"stream stalled: no event within {call.timeout:g}s", provider=target.provider, model=target.model
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a driver bug is one failed attempt, not a crash
                 error = ServerError(
                     f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
                 )
@@ -989,7 +1033,9 @@ class ProviderManager:
             partial = "".join(text)
             tokens = usage or TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(partial))
             cost = call.model_config.price(tokens.input, tokens.output) if outcome.started else 0.0
-            self._record_failure(target, error, started, context, stats, tokens if outcome.started else None, cost, ttft)
+            self._record_failure(
+                target, error, started, context, stats, tokens if outcome.started else None, cost, ttft
+            )
             raise error
         finally:
             with anyio.CancelScope(shield=True):
@@ -1031,8 +1077,14 @@ class ProviderManager:
             messages = list(base.messages)
             if steps:
                 messages.append(Message("assistant", steps[-1].content))
-                messages.append(Message("user", f"Task: {task}. Improve the answer above accordingly." if task else
-                                        "Review and improve the answer above."))
+                messages.append(
+                    Message(
+                        "user",
+                        f"Task: {task}. Improve the answer above accordingly."
+                        if task
+                        else "Review and improve the answer above.",
+                    )
+                )
             elif task:
                 messages.insert(0, Message("system", f"Task: {task}"))
             req = attrs.evolve(

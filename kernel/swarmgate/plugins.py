@@ -244,10 +244,14 @@ class PluginHost:
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> Sequence[Target]:
         """The first ordering any plugin returns (the candidates unchanged if none)."""
-        result = await self._first("select_provider", {"request": request, "candidates": candidates, "context": context})
+        result = await self._first(
+            "select_provider", {"request": request, "candidates": candidates, "context": context}
+        )
         return candidates if result is None else result
 
-    async def after_response(self, request: CompletionRequest, response: CompletionResponse, context: RequestContext) -> None:
+    async def after_response(
+        self, request: CompletionRequest, response: CompletionResponse, context: RequestContext
+    ) -> None:
         """Run every ``after_response``; exceptions are logged, not raised."""
         await self._each("after_response", {"request": request, "response": response, "context": context}, swallow=True)
 
@@ -261,7 +265,7 @@ class PluginHost:
                 result = fn(*[kwargs[n] for n in argnames])
                 if is_async:
                     result = await result
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - contract: a failing on_failure counts as None
                 log.error("hook_failed", hook="on_failure", plugin=plugin, error=f"{type(exc).__name__}: {exc}")
                 continue
             if result is not None:
@@ -272,7 +276,7 @@ class PluginHost:
         """The first health status any plugin returns; an exception is unhealthy."""
         try:
             result = await self._first("health_probe", {"manager": manager, "name": name, "provider": provider})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - contract: a failing probe means unhealthy
             return HealthStatus(False, detail=f"{type(exc).__name__}: {exc}")
         return result if result is not None else HealthStatus(False, detail="no health probe for this provider")
 
@@ -301,6 +305,14 @@ class PluginHost:
 
 
 _ASYNC_HOOKS = frozenset(
-    {"before_request", "select_provider", "after_response", "on_failure", "health_probe", "plugin_setup",
-     "plugin_shutdown", "provider_changed"}
+    {
+        "before_request",
+        "select_provider",
+        "after_response",
+        "on_failure",
+        "health_probe",
+        "plugin_setup",
+        "plugin_shutdown",
+        "provider_changed",
+    }
 )

@@ -70,7 +70,9 @@ def load_driver(namespace: str, name: str, overrides: Mapping[str, Any] | None =
     dist = next((distribution_of(ep)[0] for ep in entry_points(namespace) if ep.name == name), None)
     reason = admitted(name, dist)
     if reason is not None:
-        raise PluginError(f"{what} {name!r} (from {dist}) is {reason}", namespace=namespace, name=name, distribution=dist)
+        raise PluginError(
+            f"{what} {name!r} (from {dist}) is {reason}", namespace=namespace, name=name, distribution=dist
+        )
     key = (namespace, name)
     if key in _cache:
         return _cache[key]

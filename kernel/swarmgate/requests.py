@@ -18,7 +18,9 @@ from swarmgate.errors import InvalidRequestError
 from swarmgate.models import CompletionRequest, Constraints, Message, Preferences
 
 _FIELDS = frozenset(a.name for a in attrs.fields(CompletionRequest))
-_OPTION_FIELDS = frozenset({"temperature", "max_tokens", "top_p", "stop", "stream", "tools", "tool_choice", "response_format"})
+_OPTION_FIELDS = frozenset(
+    {"temperature", "max_tokens", "top_p", "stop", "stream", "tools", "tool_choice", "response_format"}
+)
 
 
 def _number(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -80,7 +82,9 @@ def build_request(source: CompletionRequest | Mapping[str, Any] | None, fields: 
     data: dict[str, Any] = {}
     if source is not None:
         if not isinstance(source, Mapping):
-            raise InvalidRequestError(f"a request must be a CompletionRequest or a mapping, got {type(source).__name__}")
+            raise InvalidRequestError(
+                f"a request must be a CompletionRequest or a mapping, got {type(source).__name__}"
+            )
         data.update(source)
     data.update(fields)
     return parse_request(data)

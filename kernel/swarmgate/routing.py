@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 class Strategy(Protocol):
     """Sorts candidate targets into tiers of equal preference, best first."""
 
-    def rank(self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext) -> list[list[Target]]:
+    def rank(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> list[list[Target]]:
         """Tiers of targets, best first; every candidate appears at most once.
         A target left out is not tried."""
         ...
@@ -47,7 +49,9 @@ class PriorityStrategy:
     def __init__(self, manager: ProviderManager) -> None:
         self._manager = manager
 
-    def rank(self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext) -> list[list[Target]]:
+    def rank(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> list[list[Target]]:
         priority = self._manager.priority_of
         tiers: dict[int, list[Target]] = {}
         for target in candidates:

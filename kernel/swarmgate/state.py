@@ -89,7 +89,9 @@ class MemoryStateStore:
     """The in-process StateStore (the embedded default). Not shared between
     processes. ``clock`` returns seconds (monotonic); tests may replace it."""
 
-    def __init__(self, options: Mapping[str, Any] | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if options:
             from swarmgate.errors import ConfigError
 

@@ -70,7 +70,9 @@ def test_the_guides_config_loads() -> None:
 
 def test_yaml_and_json_files(tmp_path: Path) -> None:
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("providers:\n  local:\n    type: openai\n    endpoint: http://127.0.0.1:1/v1\n    models:\n      m: {}\n")
+    yaml_file.write_text(
+        "providers:\n  local:\n    type: openai\n    endpoint: http://127.0.0.1:1/v1\n    models:\n      m: {}\n"
+    )
     assert load_config(yaml_file).providers["local"].endpoint == "http://127.0.0.1:1/v1"
     json_file = tmp_path / "c.json"
     json_file.write_text(json.dumps(GUIDE_CONFIG))
@@ -168,7 +170,9 @@ async def test_missing_strategy_plugin_names_its_distribution() -> None:
         {"providers": {"a": {"type": "scripted", "models": {"m": {}}}}, "routing": {"strategy": "cost-optimized"}},
         drivers={"swarmgate.providers": {"scripted": ScriptedProvider}},
     )
-    with pytest.raises(PluginError, match=r"routing.strategy: unknown routing strategy 'cost-optimized'.*'swarmgate-cost'"):
+    with pytest.raises(
+        PluginError, match=r"routing.strategy: unknown routing strategy 'cost-optimized'.*'swarmgate-cost'"
+    ):
         await manager.initialize()
 
 

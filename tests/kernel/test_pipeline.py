@@ -187,9 +187,7 @@ async def test_preferences_exclude_and_prefer() -> None:
 
 async def test_max_cost_constraint_filters_and_explains() -> None:
     async with await make() as manager:
-        response = await manager.complete(
-            prompt="hi", max_tokens=100, preferences={"constraints": {"maxCost": 0.15}}
-        )
+        response = await manager.complete(prompt="hi", max_tokens=100, preferences={"constraints": {"maxCost": 0.15}})
         assert response.provider == "cheap"
         with pytest.raises(NoProviderAvailableError, match=r"predicted cost .* > maxCost 1e-06"):
             await manager.complete(prompt="hi", max_tokens=100, preferences={"constraints": {"maxCost": 0.000001}})
@@ -200,7 +198,9 @@ async def test_min_reliability_uses_observed_outcomes() -> None:
         for _ in range(5):
             scripted(manager, "cheap").push(ServerError("flaky"))
             await manager.complete(prompt="hi", model="small")
-        response = await manager.complete(prompt="hi", model="small", preferences={"constraints": {"minReliability": 0.9}})
+        response = await manager.complete(
+            prompt="hi", model="small", preferences={"constraints": {"minReliability": 0.9}}
+        )
     assert response.provider == "spare"
     assert len(response.attempts) == 1
 
@@ -226,7 +226,12 @@ async def test_round_robin_within_a_priority_tier() -> None:
 
 
 async def test_routes_ordered_and_unordered() -> None:
-    cfg = config(routes={"quality": {"targets": ["spare/small", "cheap/big"], "ordered": True}, "any": ["spare/small", "cheap/big"]})
+    cfg = config(
+        routes={
+            "quality": {"targets": ["spare/small", "cheap/big"], "ordered": True},
+            "any": ["spare/small", "cheap/big"],
+        }
+    )
     async with await make(cfg) as manager:
         assert (await manager.complete(prompt="hi", model="quality")).provider == "spare"
         assert (await manager.complete(prompt="hi", model="any")).provider == "cheap"

@@ -75,7 +75,7 @@ async def test_dispatch_order_first_result_and_argument_subsets() -> None:
 
     async with ProviderManager(CONFIG, drivers=DRIVERS, plugins=(Last(), Rewriter(), First(), Decider())) as manager:
         await manager.complete(prompt="original")
-        assert [p.name for p in manager.plugins.plugins()][0] == "core"
+        assert manager.plugins.plugins()[0].name == "core"
     assert calls == ["first", "rewriter", "last saw rewritten"]
 
 
@@ -89,7 +89,9 @@ async def test_first_result_hook_stops_at_the_first_answer() -> None:
             called.append("picks")
             return list(reversed(candidates))
 
-    cfg = {"providers": {"a": {"type": "scripted", "models": {"m": {}}}, "b": {"type": "scripted", "models": {"m": {}}}}}
+    cfg = {
+        "providers": {"a": {"type": "scripted", "models": {"m": {}}}, "b": {"type": "scripted", "models": {"m": {}}}}
+    }
     async with ProviderManager(cfg, drivers=DRIVERS, plugins=(Picks(),)) as manager:
         assert (await manager.complete(prompt="x", model="m")).provider == "b"
     assert called == ["picks"]

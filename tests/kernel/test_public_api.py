@@ -11,8 +11,23 @@ import swarmgate
 def test_public_names_are_exactly_all() -> None:
     public = {name for name in dir(swarmgate) if not name.startswith("_")}
     modules = {
-        "builtins", "config", "errors", "hookspecs", "http", "logs", "manager", "models", "plugins",
-        "provider", "registry", "requests", "routing", "state", "stats", "cli", "testing",
+        "builtins",
+        "config",
+        "errors",
+        "hookspecs",
+        "http",
+        "logs",
+        "manager",
+        "models",
+        "plugins",
+        "provider",
+        "registry",
+        "requests",
+        "routing",
+        "state",
+        "stats",
+        "cli",
+        "testing",
     }
     assert public - modules - {"annotations"} == set(swarmgate.__all__) - {"__version__"}
     assert swarmgate.EnhancedProviderManager is swarmgate.ProviderManager

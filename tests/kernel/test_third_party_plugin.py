@@ -98,8 +98,19 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "swarmgate_echo3p" / "__init__.py").write_text(textwrap.dedent(MODULE))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(src),
+        ],
         check=True,
         capture_output=True,
     )
@@ -139,10 +150,18 @@ def test_its_cli_command_and_plugins_list(plugin_path: Path) -> None:
 def test_blocking_the_plugin_gives_a_clear_error(plugin_path: Path) -> None:
     result = run(plugin_path, "-c", USE_IT, SWARMGATE_DISABLE_PLUGINS="swarmgate-echo3p")
     assert result.returncode != 0
-    assert "providers.mine.type: provider type 'echo3p' (from swarmgate-echo3p) is blocked by SWARMGATE_DISABLE_PLUGINS" in (
-        result.stderr
+    assert (
+        "providers.mine.type: provider type 'echo3p' (from swarmgate-echo3p) is blocked by SWARMGATE_DISABLE_PLUGINS"
+        in (result.stderr)
     )
-    listing = run(plugin_path, "-c", "from swarmgate.cli import main; main()", "plugins", "list", "--json",
-                  SWARMGATE_DISABLE_PLUGINS="echo3p")
+    listing = run(
+        plugin_path,
+        "-c",
+        "from swarmgate.cli import main; main()",
+        "plugins",
+        "list",
+        "--json",
+        SWARMGATE_DISABLE_PLUGINS="echo3p",
+    )
     rows = [row for row in json.loads(listing.stdout) if row["name"] == "echo3p"]
     assert {row["status"] for row in rows} == {"blocked by SWARMGATE_DISABLE_PLUGINS"}
