@@ -38,6 +38,7 @@ from swarmgate.models import (
     HealthStatus,
     Message,
     Preferences,
+    ProviderEvent,
     ProviderReply,
     StreamEvent,
     StreamStart,
@@ -49,6 +50,7 @@ from swarmgate.models import (
 )
 from swarmgate.provider import Provider, ProviderCall
 from swarmgate.state import MemoryStateStore, StateStore
+from swarmgate.stats import estimate_tokens
 
 try:
     __version__ = _metadata.version("swarmgate")
@@ -86,6 +88,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderConnectionError",
     "ProviderManager",
+    "ProviderEvent",
     "ProviderReply",
     "ProviderTimeoutError",
     "RateLimitedError",
@@ -103,6 +106,7 @@ __all__ = [
     "UnknownModelError",
     "UsageEvent",
     "__version__",
+    "estimate_tokens",
     "hookimpl",
     "load_config",
     "parse_section",

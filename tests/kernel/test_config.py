@@ -190,8 +190,7 @@ async def test_provider_type_settings_are_validated_by_path() -> None:
 
 
 @pytest.mark.anyio
-async def test_no_config_and_no_default_is_a_clear_error() -> None:
-    manager = ProviderManager(plugins=())
-    if manager.plugins.default_config() is None:
-        with pytest.raises(ConfigError, match="no config given"):
-            await manager.initialize()
+async def test_no_config_and_no_default_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARMGATE_PLUGINS", "core")
+    with pytest.raises(ConfigError, match="no config given and no installed plugin offers a default"):
+        await ProviderManager().initialize()

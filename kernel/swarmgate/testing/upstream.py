@@ -492,7 +492,11 @@ class FakeUpstream:
             reply = self.models_reply or ScriptedReply()
             if reply.delay > 0:
                 await anyio.sleep(reply.delay)
-            body = reply.body if reply.body is not None else (wire.render_models() if reply.ok else wire.render_error(reply, None))
+            body = (
+                reply.body
+                if reply.body is not None
+                else (wire.render_models() if reply.ok else wire.render_error(reply, None))
+            )
             return await self._send_body(conn, stream, reply, body)
         if not isinstance(request.json, dict):
             reply = ScriptedReply.error(400, "the request body must be a JSON object")
