@@ -85,7 +85,7 @@ async def timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     return samples
 
 
-async def run(n: int) -> list[tuple[str, list[float]]]:
+async def run(n: int) -> tuple[str, list[tuple[str, list[float]]]]:
     results: list[tuple[str, list[float]]] = []
     async with ProviderManager(CONFIG, drivers={"swarmgate.providers": {"zero": ZeroLatencyProvider}}) as manager:
         provider = manager.provider("alpha")
@@ -123,8 +123,30 @@ async def run(n: int) -> list[tuple[str, list[float]]]:
         results.append(("complete(prompt=..., model=...) keywords", await timed(complete_dict, n)))
         results.append(("driver stream, called directly (baseline)", await timed(direct_stream, n)))
         results.append(('stream(), model "auto", 4 events', await timed(stream_auto, n)))
-        results.append(("plugins registered: " + ", ".join(p.name for p in manager.plugins.plugins()), []))
-    return results
+        plugins = ", ".join(p.name for p in manager.plugins.plugins())
+    sim_config = _embedded_default_without_waits()
+    if sim_config is not None:
+        async with ProviderManager(sim_config) as manager:
+            sim_request = CompletionRequest.create("Explain swarm intelligence in one line.", max_tokens=32)
+
+            async def complete_sim() -> None:
+                await manager.complete(sim_request)
+
+            results.append(("complete(), embedded default (sim, timeScale 0)", await timed(complete_sim, n)))
+    return plugins, results
+
+
+def _embedded_default_without_waits() -> dict[str, Any] | None:
+    """The sim plugin's embedded default with no sleeping and no failures, if installed."""
+    try:
+        from swarmgate_sim import embedded_default
+    except ImportError:
+        return None
+    config = embedded_default()
+    for provider in config["providers"].values():
+        provider.update(timeScale=0, failureRate=0, midStreamFailureRate=0)
+        provider.pop("outages", None)
+    return config
 
 
 def main() -> None:
@@ -135,20 +157,18 @@ def main() -> None:
     backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
     print(f"python {platform.python_version()} on {platform.machine()}, {args.requests} calls per row\n")
     for backend in backends:
-        results = anyio.run(run, args.requests, backend=backend)
+        plugins, results = anyio.run(run, args.requests, backend=backend)
         base_complete = statistics.median(results[0][1])
         base_stream = statistics.median(results[4][1])
-        print(f"### {backend}\n")
+        print(f"### {backend}\n\nplugins registered: {plugins}\n")
         print("| path | median µs | p99 µs | median over direct driver call |")
         print("|---|---:|---:|---:|")
         for i, (name, samples) in enumerate(results):
-            if not samples:
-                print(f"\n{name}\n")
-                continue
             median = statistics.median(samples)
-            base = base_stream if i >= 4 else base_complete
+            base = base_stream if 4 <= i < 6 else base_complete
             ratio = "1.0x" if i in (0, 4) else f"+{median - base:.1f} µs"
             print(f"| {name} | {median:.1f} | {percentile(samples, 0.99):.1f} | {ratio} |")
+        print()
         sys.stdout.flush()
 
 
