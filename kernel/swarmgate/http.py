@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import attrs
 import httpx
@@ -35,7 +35,8 @@ def make_client(
     """A pooled client for one provider: ``base_url``, default headers (the
     config's ``headers`` override ``headers``), the config's timeout."""
     timeout = config.timeout / 1000.0
-    merged = {**(headers or {}), **config.headers}
+    merged = httpx.Headers(headers or {})
+    merged.update(config.headers)  # case-insensitive: the config's "user-agent" replaces "User-Agent"
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         headers=merged,
@@ -82,12 +83,22 @@ class SSEEvent:
     data: str
 
 
-async def aiter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
+async def aiter_sse(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
     """The events of a ``text/event-stream`` response, per the SSE spec
-    (multi-line ``data`` joined with newlines, comments skipped)."""
+    (multi-line ``data`` joined with newlines, comments skipped). Closing
+    this generator closes httpx's line iterator at once."""
+    lines = response.aiter_lines()
+    try:
+        async for event in _sse_events(lines):
+            yield event
+    finally:
+        await lines.aclose()  # type: ignore[attr-defined]
+
+
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None]:
     event = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in lines:
         if not line:
             if data:
                 yield SSEEvent(event or "message", "\n".join(data))

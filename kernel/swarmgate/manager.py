@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
@@ -671,11 +671,11 @@ class ProviderManager:
     @overload
     async def complete(
         self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: Literal[True], **fields: Any
-    ) -> AsyncIterator[StreamEvent]: ...
+    ) -> AsyncGenerator[StreamEvent, None]: ...
 
     async def complete(
         self, request: CompletionRequest | Mapping[str, Any] | None = None, /, *, stream: bool = False, **fields: Any
-    ) -> CompletionResponse | AsyncIterator[StreamEvent]:
+    ) -> CompletionResponse | AsyncGenerator[StreamEvent, None]:
         """Answer one request; see the module docstring for the pipeline.
 
         ``request`` is a :class:`CompletionRequest`, a mapping in the guide's
@@ -764,6 +764,8 @@ class ProviderManager:
                     f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
                 )
             else:
+                if not reply.tokens.total and (reply.content or reply.tool_calls):
+                    reply = self._estimate_usage(reply, request)
                 latency = (time.perf_counter() - started) * 1000.0
                 cost = call.model_config.price(reply.tokens.input, reply.tokens.output)
                 attempt = Attempt(target.provider, target.model, True, latency, cost, reply.tokens)
@@ -777,6 +779,12 @@ class ProviderManager:
             stats.inflight -= 1
             if handle.retired and handle.inflight == 0:
                 await self._close_handle(handle)
+
+    @staticmethod
+    def _estimate_usage(reply: ProviderReply, request: CompletionRequest) -> ProviderReply:
+        """A reply whose driver reported no usage, with estimated tokens, flagged."""
+        tokens = TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(reply.content))
+        return attrs.evolve(reply, tokens=tokens, metadata={**reply.metadata, "usage_estimated": True})
 
     def _record_failure(
         self,
@@ -870,7 +878,7 @@ class ProviderManager:
         *,
         errors: Literal["raise", "event"] = "raise",
         **fields: Any,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Answer one request as a stream of events:
         ``StreamStart``, ``TextDelta``/``ToolCallDelta``..., ``UsageEvent``
         (with cost), ``FinishEvent`` (with the full response).
@@ -998,8 +1006,9 @@ class ProviderManager:
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
+                what = "stream stalled: no event" if outcome.started else "no first stream event"
                 error = ProviderTimeoutError(
-                    f"stream stalled: no event within {call.timeout:g}s", provider=target.provider, model=target.model
+                    f"{what} within {call.timeout:g}s", provider=target.provider, model=target.model
                 )
             except Exception as exc:  # noqa: BLE001 - a driver bug is one failed attempt, not a crash
                 error = ServerError(

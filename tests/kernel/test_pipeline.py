@@ -387,7 +387,7 @@ async def test_closing_a_stream_early_releases_the_provider() -> None:
         async for event in stream:
             if isinstance(event, TextDelta):
                 break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
         handle = manager.handle("cheap")
         assert handle is not None
         assert handle.inflight == 0
@@ -473,3 +473,12 @@ async def test_timeout_error_is_typed() -> None:
         with pytest.raises(NoProviderAvailableError) as info:
             await manager.complete(prompt="hi", provider="cheap")
     assert isinstance(info.value.last_error, ProviderTimeoutError)
+
+
+async def test_missing_usage_is_estimated_and_flagged() -> None:
+    async with await make() as manager:
+        scripted(manager, "cheap").push(Outcome("four words of text", usage=(0, 0)))
+        response = await manager.complete(prompt="a prompt")
+    assert response.tokens.output == 5
+    assert response.metadata["usage_estimated"] is True
+    assert response.cost > 0

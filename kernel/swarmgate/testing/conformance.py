@@ -36,8 +36,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import time
-from collections.abc import AsyncGenerator
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -305,7 +304,7 @@ class ProviderConformance:
         """Leaving a stream early releases it; the provider keeps working."""
         async with self.serve() as server, self.manager(server.url) as manager:
             server.enqueue(ScriptedReply(content="a long answer that is never read to the end", chunk_delay=0.01))
-            stream = cast(AsyncGenerator[StreamEvent, None], manager.stream(prompt="go", model=self.model))
+            stream = manager.stream(prompt="go", model=self.model)
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if isinstance(event, TextDelta):
