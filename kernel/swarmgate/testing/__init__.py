@@ -4,6 +4,8 @@
   speaks a provider's wire format (:class:`OpenAIWire`, or any :class:`Wire`),
   scripted reply by reply with :class:`ScriptedReply`, including failures
   (error statuses, delays, stalls, cut or malformed streams).
+* :class:`ScriptedProvider`: an in-process provider type scripted call by
+  call with :class:`Outcome` (for pipeline and routing-plugin tests).
 * :class:`ProviderConformance`: the pytest base class every provider
   plugin's tests subclass. It needs pytest, so it is imported on first use:
   importing this package does not import pytest.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from swarmgate.testing.openai_wire import OpenAIWire
+from swarmgate.testing.scripted import Outcome, ScriptedProvider, ScriptedSettings
 from swarmgate.testing.upstream import (
     DEFAULT_CONTENT,
     Endpoint,
@@ -38,10 +41,13 @@ __all__ = [
     "Endpoint",
     "FakeUpstream",
     "OpenAIWire",
+    "Outcome",
     "ProviderConformance",
     "RecordedRequest",
     "SSEPlan",
+    "ScriptedProvider",
     "ScriptedReply",
+    "ScriptedSettings",
     "Wire",
     "WireRequest",
     "attempt_error",
