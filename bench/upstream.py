@@ -102,7 +102,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     print(f"{args.requests} sequential requests per row, upstream in another process on loopback\n")
-    print("| request | direct median ms | via swarmgate median ms | direct p99 ms | via swarmgate p99 ms | median ratio |")
+    print(
+        "| request | direct median ms | via swarmgate median ms | direct p99 ms | via swarmgate p99 ms | median ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, direct, gateway in rows:
         d, g = statistics.median(direct), statistics.median(gateway)
