@@ -62,7 +62,9 @@ class ProviderConfig:
     """One configured provider. ``type`` names its driver (entry point in
     ``swarmgate.providers``); ``timeout`` is milliseconds. Keys this class
     does not know are kept in ``settings`` for the driver, which validates
-    them against its own ``settings_class``."""
+    them against its own ``settings_class``. ``proxy`` (``http://``,
+    ``https://`` or ``socks5://`` URL, credentials allowed) routes the
+    provider's HTTP traffic through a proxy."""
 
     type: str
     endpoint: str | None = None
@@ -74,6 +76,7 @@ class ProviderConfig:
     weight: float = 1.0
     timeout: float = 60_000.0
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)
+    proxy: str | None = attrs.field(default=None, repr=False)
     health_check: dict[str, Any] | None = None
     rate_limit: dict[str, Any] | None = None
     retry: dict[str, Any] | None = None

@@ -33,11 +33,13 @@ def make_client(
     max_connections: int = 100,
 ) -> httpx.AsyncClient:
     """A pooled client for one provider: ``base_url``, default headers (the
-    config's ``headers`` override ``headers``), the config's timeout."""
+    config's ``headers`` override ``headers``, case-insensitively), the
+    config's timeout and ``proxy`` (SOCKS needs ``httpx[socks]``)."""
     timeout = config.timeout / 1000.0
     merged = httpx.Headers(headers or {})
     merged.update(config.headers)  # case-insensitive: the config's "user-agent" replaces "User-Agent"
     return httpx.AsyncClient(
+        proxy=config.proxy,
         base_url=base_url.rstrip("/"),
         headers=merged,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

@@ -492,6 +492,7 @@ class ProviderManager:
             settings = parse_section(settings_class, config.settings, path)
         register_secret(config.api_key)
         provider = cls(name, config, settings)
+        provider.manager = self
         await provider.start()
         return ProviderHandle(name, config, provider)
 
@@ -767,7 +768,9 @@ class ProviderManager:
                 if not reply.tokens.total and (reply.content or reply.tool_calls):
                     reply = self._estimate_usage(reply, request)
                 latency = (time.perf_counter() - started) * 1000.0
-                cost = call.model_config.price(reply.tokens.input, reply.tokens.output)
+                cost = reply.cost
+                if cost is None:
+                    cost = call.model_config.price(reply.tokens.input, reply.tokens.output)
                 attempt = Attempt(target.provider, target.model, True, latency, cost, reply.tokens)
                 context.attempts.append(attempt)
                 stats.record(True, latency, None, cost)
@@ -976,6 +979,7 @@ class ProviderManager:
         finish = "stop"
         ttft: float | None = None
         tool_calls: dict[int, dict[str, Any]] = {}
+        reported_cost: float | None = None
         try:
             try:
                 next_event = upstream.__anext__
@@ -1001,6 +1005,7 @@ class ProviderManager:
                         yield event
                     elif isinstance(event, UsageEvent):
                         usage = event.tokens
+                        reported_cost = event.cost
                     elif isinstance(event, FinishEvent):
                         finish = event.finish_reason
             except SwarmgateError as exc:
@@ -1025,7 +1030,9 @@ class ProviderManager:
                     usage = TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(content))
                     metadata["usage_estimated"] = True
                 latency = (time.perf_counter() - started) * 1000.0
-                cost = call.model_config.price(usage.input, usage.output)
+                cost = (
+                    reported_cost if reported_cost is not None else call.model_config.price(usage.input, usage.output)
+                )
                 attempt = Attempt(target.provider, target.model, True, latency, cost, usage, ttft)
                 context.attempts.append(attempt)
                 stats.record(True, latency, ttft, cost)
@@ -1041,7 +1048,10 @@ class ProviderManager:
                 return
             partial = "".join(text)
             tokens = usage or TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(partial))
-            cost = call.model_config.price(tokens.input, tokens.output) if outcome.started else 0.0
+            if reported_cost is not None:
+                cost = reported_cost
+            else:
+                cost = call.model_config.price(tokens.input, tokens.output) if outcome.started else 0.0
             self._record_failure(
                 target, error, started, context, stats, tokens if outcome.started else None, cost, ttft
             )

@@ -285,9 +285,10 @@ class CompletionResponse:
 
 @attrs.frozen
 class ProviderReply:
-    """A provider driver's raw, normalised answer to one call (no cost: the
-    kernel prices it from the model config). ``model`` is the name the
-    upstream reported, if any."""
+    """A provider driver's normalised answer to one call. ``model`` is the
+    name the upstream reported, if any. ``cost`` is normally ``None``: the
+    kernel prices ``tokens`` from the model config. A meta-provider that
+    made priced calls of its own (a composite) sets it to their real total."""
 
     content: str
     tokens: TokenUsage
@@ -295,6 +296,7 @@ class ProviderReply:
     tool_calls: tuple[dict[str, Any], ...] | None = None
     model: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    cost: float | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -331,7 +333,8 @@ class ToolCallDelta:
 @attrs.frozen
 class UsageEvent:
     """Token usage for the stream so far (normally once, near the end).
-    Providers leave ``cost`` ``None``; the kernel fills it in."""
+    Providers leave ``cost`` ``None`` and the kernel prices the tokens;
+    a meta-provider that knows the real cost of its calls sets it."""
 
     tokens: TokenUsage
     cost: float | None = None

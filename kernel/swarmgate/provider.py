@@ -15,19 +15,25 @@ Contract for ``complete`` and ``stream``:
   every upstream failure (:func:`swarmgate.errors.error_for_status` is the
   default mapping from HTTP statuses), never a raw library exception;
 * honour ``call.timeout`` (seconds) where the transport allows; the kernel
-  also enforces it around every call and between stream events.
+  also enforces it around every call and between stream events;
+* leave pricing to the kernel (it prices ``tokens`` with the model config),
+  except meta-providers that know the real cost of the calls they made
+  (``ProviderReply.cost``, ``UsageEvent.cost``).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from swarmgate.config import ModelConfig, ProviderConfig
 from swarmgate.models import CompletionRequest, HealthStatus, ProviderEvent, ProviderReply
+
+if TYPE_CHECKING:
+    from swarmgate.manager import ProviderManager
 
 
 @attrs.frozen
@@ -69,6 +75,10 @@ class Provider(abc.ABC):
         self.name = name
         self.config = config
         self.settings = settings
+        #: The manager that owns this instance; set by the kernel before
+        #: ``start()``. Meta-providers (composite, proxy) use it to reach
+        #: other providers; plain drivers should not need it.
+        self.manager: ProviderManager | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Open connection pools etc. Called once before the first call."""

@@ -482,3 +482,12 @@ async def test_missing_usage_is_estimated_and_flagged() -> None:
     assert response.tokens.output == 5
     assert response.metadata["usage_estimated"] is True
     assert response.cost > 0
+
+
+async def test_a_cost_reported_by_the_driver_wins_over_pricing() -> None:
+    async with await make() as manager:
+        scripted(manager, "cheap").push(Outcome("meta", usage=(10, 10), cost=0.5), Outcome("meta", cost=0.25))
+        assert (await manager.complete(prompt="hi")).cost == 0.5
+        events = await collect(manager.stream(prompt="hi"))
+    assert events[-1].response.cost == 0.25
+    assert manager.provider("fast").manager is manager

@@ -33,7 +33,8 @@ class Outcome:
     """One scripted call: answer ``content`` (streamed as ``chunks`` when
     given, else word by word) after ``delay`` seconds, or raise ``error``.
     ``fail_after`` raises ``error`` after that many streamed chunks.
-    ``usage`` overrides the token counts."""
+    ``usage`` overrides the token counts; ``cost`` is reported as the
+    call's real cost (as a meta-provider would)."""
 
     content: str = "ok"
     error: SwarmgateError | None = None
@@ -42,6 +43,7 @@ class Outcome:
     fail_after: int | None = None
     usage: tuple[int, int] | None = None
     finish_reason: str = "stop"
+    cost: float | None = None
 
 
 @attrs.frozen
@@ -100,7 +102,8 @@ class ScriptedProvider(Provider):
             await anyio.sleep(outcome.delay)
         if outcome.error is not None:
             raise outcome.error
-        return ProviderReply(outcome.content, self._usage(call, outcome, outcome.content), outcome.finish_reason)
+        usage = self._usage(call, outcome, outcome.content)
+        return ProviderReply(outcome.content, usage, outcome.finish_reason, cost=outcome.cost)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         outcome = self._next(call)
@@ -119,7 +122,7 @@ class ScriptedProvider(Provider):
             await anyio.lowlevel.checkpoint()
         if outcome.error is not None:
             raise outcome.error
-        yield UsageEvent(self._usage(call, outcome, "".join(sent)))
+        yield UsageEvent(self._usage(call, outcome, "".join(sent)), outcome.cost)
         yield FinishEvent(outcome.finish_reason)
 
     async def health_check(self) -> HealthStatus:
