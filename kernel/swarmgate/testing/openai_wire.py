@@ -144,6 +144,10 @@ class OpenAIWire:
             }
         )
 
+    @property
+    def stream_media_type(self) -> str:
+        return "text/event-stream; charset=utf-8"
+
     def render_stream(self, reply: ScriptedReply, request: RecordedRequest) -> SSEPlan:
         """``chat.completion.chunk`` frames: role; content pieces and
         tool-call fragments (the body); finish; usage if asked; ``[DONE]``."""

@@ -246,8 +246,15 @@ class Wire(Protocol):
         """The JSON body of a successful, non-streamed answer."""
         ...
 
+    @property
+    def stream_media_type(self) -> str:
+        """The ``content-type`` of streamed answers: ``text/event-stream`` for
+        SSE wires, ``application/x-ndjson`` for newline-delimited JSON."""
+        ...
+
     def render_stream(self, reply: ScriptedReply, request: RecordedRequest) -> SSEPlan:
-        """The SSE frames of a successful, streamed answer."""
+        """The frames of a successful, streamed answer (SSE events, or NDJSON
+        lines, per :attr:`stream_media_type`)."""
         ...
 
     def render_malformed(self) -> bytes:
@@ -539,7 +546,7 @@ class FakeUpstream:
     async def _send_stream(
         self, conn: h11.Connection, stream: anyio.abc.SocketStream, reply: ScriptedReply, plan: SSEPlan
     ) -> bool:
-        headers = self._headers(reply, "text/event-stream; charset=utf-8", ("transfer-encoding", "chunked"))
+        headers = self._headers(reply, self.wire.stream_media_type, ("transfer-encoding", "chunked"))
         headers.append(("cache-control", "no-cache"))
         await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
         for frame in plan.head:
