@@ -301,10 +301,13 @@ class FakeUpstream:
     answers: ``None`` lists the wire's models; a :class:`ScriptedReply`
     with an error status fails it, its ``delay``, ``headers`` and ``body``
     apply), ``requests`` (every :class:`RecordedRequest`, in arrival order),
-    ``connections`` (TCP connections accepted, for keep-alive checks) and
-    ``errors`` (unexpected exceptions inside the server: leaving the
-    ``async with`` block raises the first of them, so a broken fake never
-    passes silently).
+    ``connections`` (TCP connections accepted, for keep-alive checks),
+    ``disconnects`` (answers the client abandoned: it closed or reset the
+    connection before the answer's end, e.g. a cancelled call or a stream
+    closed early; noticed at the fake's next write, or at once for a
+    stalled stream) and ``errors`` (unexpected exceptions inside the
+    server: leaving the ``async with`` block raises the first of them, so
+    a broken fake never passes silently).
     """
 
     def __init__(self, wire: Wire | None = None, *, default: ScriptedReply | None = None) -> None:
@@ -317,6 +320,7 @@ class FakeUpstream:
         self.models_reply: ScriptedReply | None = None
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+        self.disconnects = 0
         self.errors: list[Exception] = []
         self._queue: deque[ScriptedReply] = deque()
         self._port: int | None = None
@@ -443,7 +447,11 @@ class FakeUpstream:
         if request is None:
             return False
         self.requests.append(request)
-        keep = await self._respond(conn, stream, request)
+        try:
+            keep = await self._respond(conn, stream, request)
+        except _ClientGone:
+            self.disconnects += 1
+            raise
         return keep and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     async def _next_event(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> Any:
@@ -555,6 +563,7 @@ class FakeUpstream:
         for index in range(count + 1):
             if reply.stall_after == index:
                 await _wait_until_gone(stream)
+                self.disconnects += 1
                 return False
             if reply.cut_after == index:
                 await stream.aclose()
