@@ -24,6 +24,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import attrs
 import cattrs
 import yaml
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -263,6 +264,27 @@ def _unstructure_factory(cls: type) -> Callable[[Any], Any]:
     return make_dict_unstructure_fn(cls, converter, **overrides)
 
 
+def _sequence_factory(typ: Any) -> Callable[[Any, Any], Any]:
+    """Lists and homogeneous tuples that refuse a string (cattrs would split it)."""
+    if get_origin(typ) is list:
+        inner = list_structure_factory(typ, converter)
+    else:
+        inner = homogenous_tuple_structure_factory(typ, converter)
+
+    def structure(value: Any, cls: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {_show(value)}")
+        return inner(value, cls)
+
+    return structure
+
+
+def _is_sequence(typ: Any) -> bool:
+    args = get_args(typ)
+    return get_origin(typ) is list or (get_origin(typ) is tuple and len(args) == 2 and args[1] is Ellipsis)
+
+
+converter.register_structure_hook_factory(_is_sequence, _sequence_factory)
 converter.register_structure_hook_factory(attrs.has, _structure_factory)
 converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
 _ROUTE_FN = _structure_factory(RouteConfig)

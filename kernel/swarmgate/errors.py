@@ -52,6 +52,8 @@ class SwarmgateError(Exception):
         retry_after: seconds the caller should wait before trying again, if known.
         status_code: the HTTP status a gateway maps this error to.
         upstream_status: the HTTP status the upstream answered with, if any.
+        upstream_code: the provider's own error code, if any.
+        cost: what the failed call still cost (set by meta-providers).
     """
 
     kind: ClassVar[ErrorKind] = ErrorKind.SERVER_ERROR
@@ -67,6 +69,8 @@ class SwarmgateError(Exception):
         model: str | None = None,
         retry_after: float | None = None,
         upstream_status: int | None = None,
+        upstream_code: str | None = None,
+        cost: float = 0.0,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -74,6 +78,10 @@ class SwarmgateError(Exception):
         self.model = model
         self.retry_after = retry_after
         self.upstream_status = upstream_status
+        #: The provider's own error code (``Throttling``, ``rate_limit_error``, ...), if any.
+        self.upstream_code = upstream_code
+        #: What the failed call still cost (a meta-provider's inner calls); 0 for plain drivers.
+        self.cost = cost
         #: Every attempt made for the request, when raised by the pipeline.
         self.attempts: tuple[Attempt, ...] = ()
 
@@ -92,6 +100,8 @@ class SwarmgateError(Exception):
             "model": self.model,
             "retryable": self.retryable,
             "retry_after": self.retry_after,
+            "upstream_status": self.upstream_status,
+            "upstream_code": self.upstream_code,
         }
 
 
@@ -257,6 +267,7 @@ def error_for_status(
     provider: str | None = None,
     model: str | None = None,
     retry_after: float | None = None,
+    upstream_code: str | None = None,
 ) -> SwarmgateError:
     """Map an upstream HTTP status to the matching error (the default mapping).
 
@@ -290,6 +301,7 @@ def error_for_status(
         model=model,
         retry_after=retry_after,
         upstream_status=status,
+        upstream_code=upstream_code,
     )
 
 

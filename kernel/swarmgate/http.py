@@ -79,10 +79,13 @@ def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None = 
 
 @attrs.frozen
 class SSEEvent:
-    """One server-sent event: ``event`` name (``message`` by default) and ``data``."""
+    """One server-sent event: ``event`` name (``message`` by default), ``data``,
+    and the comment lines (``:...``, without the colon) that came with it:
+    some providers put metadata there (DashScope: ``HTTP_STATUS/429``)."""
 
     event: str
     data: str
+    comments: tuple[str, ...] = ()
 
 
 async def aiter_sse(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
@@ -100,13 +103,15 @@ async def aiter_sse(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
 async def _sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, None]:
     event = ""
     data: list[str] = []
+    comments: list[str] = []
     async for line in lines:
         if not line:
             if data:
-                yield SSEEvent(event or "message", "\n".join(data))
-            event, data = "", []
+                yield SSEEvent(event or "message", "\n".join(data), tuple(comments))
+            event, data, comments = "", [], []
             continue
         if line.startswith(":"):
+            comments.append(line[1:])
             continue
         field, _, value = line.partition(":")
         if value.startswith(" "):
@@ -116,4 +121,4 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, Non
         elif field == "event":
             event = value
     if data:
-        yield SSEEvent(event or "message", "\n".join(data))
+        yield SSEEvent(event or "message", "\n".join(data), tuple(comments))

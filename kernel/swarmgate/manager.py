@@ -802,6 +802,8 @@ class ProviderManager:
     ) -> None:
         if error.provider is None:
             error.provider, error.model = target.provider, target.model
+        if not cost and error.cost:
+            cost = error.cost
         latency = (time.perf_counter() - started) * 1000.0
         context.attempts.append(
             Attempt(
@@ -980,6 +982,7 @@ class ProviderManager:
         ttft: float | None = None
         tool_calls: dict[int, dict[str, Any]] = {}
         reported_cost: float | None = None
+        finish_metadata: Mapping[str, Any] = {}
         try:
             try:
                 next_event = upstream.__anext__
@@ -1008,6 +1011,8 @@ class ProviderManager:
                         reported_cost = event.cost
                     elif isinstance(event, FinishEvent):
                         finish = event.finish_reason
+                        if event.metadata:
+                            finish_metadata = event.metadata
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
@@ -1025,7 +1030,7 @@ class ProviderManager:
                     ttft = (time.perf_counter() - started) * 1000.0
                     yield StreamStart(target.provider, target.model, context.id)
                 content = "".join(text)
-                metadata: dict[str, Any] = {}
+                metadata: dict[str, Any] = dict(finish_metadata)
                 if usage is None:
                     usage = TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(content))
                     metadata["usage_estimated"] = True

@@ -342,11 +342,14 @@ class UsageEvent:
 
 @attrs.frozen
 class FinishEvent:
-    """End of a successful stream. From a provider: just the reason. From the
-    manager: also the full :class:`CompletionResponse`, assembled from the stream."""
+    """End of a successful stream. From a provider: the reason, and optional
+    ``metadata`` merged into the response's (a meta-provider's decision, say).
+    From the manager: also the full :class:`CompletionResponse`, assembled
+    from the stream."""
 
     finish_reason: FinishReason
     response: CompletionResponse | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen

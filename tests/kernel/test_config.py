@@ -194,3 +194,12 @@ async def test_no_config_and_no_default_is_a_clear_error(monkeypatch: pytest.Mon
     monkeypatch.setenv("SWARMGATE_PLUGINS", "core")
     with pytest.raises(ConfigError, match="no config given and no installed plugin offers a default"):
         await ProviderManager().initialize()
+
+
+def test_a_string_is_not_a_list() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"routing": {"fallbackChains": ["ab"]}, "routes": {"r": {"targets": "a/m"}}})
+    assert dict(info.value.problems) == {
+        "routing.fallbackChains[0]": 'expected a list, got "ab"',
+        "routes.r.targets": 'expected a list, got "a/m"',
+    }

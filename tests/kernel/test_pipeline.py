@@ -491,3 +491,25 @@ async def test_a_cost_reported_by_the_driver_wins_over_pricing() -> None:
         events = await collect(manager.stream(prompt="hi"))
         assert manager.provider("fast").manager is manager
     assert events[-1].response.cost == 0.25
+
+
+async def test_stream_finish_metadata_and_failed_call_cost_are_kept() -> None:
+    class Meta(ScriptedProvider):
+        async def stream(self, call: Any) -> Any:
+            yield TextDelta("x")
+            yield FinishEvent("stop", metadata={"winner": "a/m"})
+
+        async def complete(self, call: Any) -> Any:
+            error = ServerError("inner calls failed")
+            error.cost = 0.125
+            raise error
+
+    drivers = {"swarmgate.providers": {"scripted": ScriptedProvider, "meta": Meta}}
+    cfg = config()
+    cfg["providers"]["cheap"]["type"] = "meta"
+    async with ProviderManager(cfg, drivers=drivers) as manager:
+        events = await collect(manager.stream(prompt="hi", provider="cheap"))
+        with pytest.raises(NoProviderAvailableError) as info:
+            await manager.complete(prompt="hi", provider="cheap")
+    assert events[-1].response.metadata["winner"] == "a/m"
+    assert info.value.attempts[0].cost == 0.125
