@@ -396,13 +396,14 @@ def parse_section(cls: type[T], data: Any, path: str, *, source: str | None = No
 
 
 def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
-    """The config as camelCase JSON-ready data (API keys masked)."""
+    """The config as camelCase JSON-ready data (API keys and proxy URLs masked)."""
     data: dict[str, Any] = converter.unstructure(config)
     for provider in data.get("providers", {}).values():
         settings = provider.pop("settings", {}) or {}
         provider.update(settings)
-        if provider.get("apiKey"):
-            provider["apiKey"] = "***"
+        for secret in ("apiKey", "proxy"):
+            if provider.get(secret):
+                provider[secret] = "***"
     return data
 
 

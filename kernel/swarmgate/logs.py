@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -36,9 +37,15 @@ def fingerprint(secret: str) -> str:
 
 
 def register_secret(secret: str | None) -> None:
-    """Make :func:`redact_secrets` mask this exact value wherever it appears."""
-    if secret and len(secret) >= 4:
-        _secrets.add(secret)
+    """Make :func:`redact_secrets` mask this exact value wherever it appears.
+    For a URL with credentials (a proxy), the password is registered too."""
+    if not secret or len(secret) < 4:
+        return
+    _secrets.add(secret)
+    if "://" in secret and "@" in secret:
+        password = urlsplit(secret).password
+        if password and len(password) >= 4:
+            _secrets.add(password)
 
 
 def redact_text(text: str) -> str:
@@ -92,8 +99,40 @@ def configure_logging(level: str | int = "WARNING", *, json: bool = False) -> No
     )
 
 
+#: Loggers (and their children) of the libraries under the providers, which
+#: log through stdlib logging: headers, URLs, proxy credentials at DEBUG.
+LIBRARY_LOGGERS = ("httpx", "httpcore", "websockets", "hpack", "h11")
+_PREFIXES = tuple(f"{name}." for name in LIBRARY_LOGGERS)
+_installed_factory: Any = None
+
+
+def _install_record_factory() -> None:
+    """Wrap the stdlib log-record factory so records from :data:`LIBRARY_LOGGERS`
+    have secrets masked when created (a logger filter would miss child
+    loggers such as ``httpcore.connection``). Records only exist for enabled
+    levels, so this costs nothing when those loggers are quiet."""
+    global _installed_factory
+    current = logging.getLogRecordFactory()
+    if current is _installed_factory:
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        if record.name in LIBRARY_LOGGERS or record.name.startswith(_PREFIXES):
+            message = record.getMessage()
+            redacted = redact_text(message)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed_factory = factory
+
+
 def ensure_redaction() -> None:
-    """Make sure :func:`redact_secrets` runs first in structlog's chain."""
+    """Make sure :func:`redact_secrets` runs first in structlog's chain, and
+    that the HTTP libraries' stdlib loggers mask secrets too."""
+    _install_record_factory()
     if not structlog.is_configured():
         configure_logging()
         return

@@ -491,6 +491,7 @@ class ProviderManager:
         else:
             settings = parse_section(settings_class, config.settings, path)
         register_secret(config.api_key)
+        register_secret(config.proxy)
         provider = cls(name, config, settings)
         provider.manager = self
         await provider.start()

@@ -4,8 +4,8 @@ Loading (``PluginHost.load``): the kernel's essential plugin ``core`` first,
 then every entry point in the ``swarmgate`` group that the allow-list
 (``SWARMGATE_PLUGINS``) and block-list (``SWARMGATE_DISABLE_PLUGINS``)
 admit, then plugins passed in code, then ``check_pending()``. Both lists
-are comma-separated entry-point or distribution names; ``core`` cannot be
-blocked.
+are comma-separated entry-point or distribution names; the kernel's own
+entry points (``core`` and its built-in drivers) cannot be blocked.
 
 An entry point may name a module (registered as is) or a class
 (instantiated with no arguments, one instance per host, so every
@@ -45,6 +45,8 @@ GROUP = "swarmgate"
 ALLOW_ENV = "SWARMGATE_PLUGINS"
 BLOCK_ENV = "SWARMGATE_DISABLE_PLUGINS"
 ESSENTIAL = frozenset({"core"})
+#: The kernel's own distribution: its entry points (core, priority, round-robin, memory) are never blocked.
+KERNEL = "swarmgate"
 
 log = get_logger("swarmgate.plugins")
 
@@ -71,7 +73,7 @@ def _names_from_env(var: str) -> frozenset[str] | None:
 
 def admitted(ep_name: str, distribution: str | None) -> str | None:
     """``None`` when the allow/block lists admit this plugin, else the reason."""
-    if ep_name in ESSENTIAL:
+    if ep_name in ESSENTIAL or distribution == KERNEL:
         return None
     names = {ep_name} | ({distribution} if distribution else set())
     blocked = _names_from_env(BLOCK_ENV)

@@ -67,8 +67,9 @@ def load_driver(namespace: str, name: str, overrides: Mapping[str, Any] | None =
     if overrides and name in overrides:
         return overrides[name]
     what = _WHAT.get(namespace, namespace)
-    dist = next((distribution_of(ep)[0] for ep in entry_points(namespace) if ep.name == name), None)
-    reason = admitted(name, dist)
+    matches = [distribution_of(ep)[0] for ep in entry_points(namespace) if ep.name == name]
+    dist = matches[0] if matches else None
+    reason = admitted(name, dist) if matches else None  # an unknown name gets the "install ..." error below
     if reason is not None:
         raise PluginError(
             f"{what} {name!r} (from {dist}) is {reason}", namespace=namespace, name=name, distribution=dist

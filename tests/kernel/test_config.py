@@ -203,3 +203,11 @@ def test_a_string_is_not_a_list() -> None:
         "routing.fallbackChains[0]": 'expected a list, got "ab"',
         "routes.r.targets": 'expected a list, got "a/m"',
     }
+
+
+@pytest.mark.anyio
+async def test_unknown_type_under_an_allow_list_still_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARMGATE_PLUGINS", "core")
+    manager = ProviderManager({"providers": {"mine": {"type": "nosuchtype"}}})
+    with pytest.raises(PluginError, match="install the distribution 'swarmgate-nosuchtype'"):
+        await manager.initialize()

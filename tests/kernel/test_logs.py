@@ -43,3 +43,27 @@ def test_redaction_is_put_first_in_an_application_chain() -> None:
         assert "abcdefghijk" not in out.getvalue()
     finally:
         configure_logging()
+
+
+def test_library_loggers_mask_secrets(caplog: object) -> None:
+    import logging
+
+    register_secret("http://user:hunter2-proxy-pass@127.0.0.1:3128")
+    ensure_redaction()
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("httpcore.connection")
+    handler = Collect()
+    logging.getLogger("httpcore").addHandler(handler)
+    logging.getLogger("httpcore").setLevel(logging.DEBUG)
+    try:
+        logging.getLogger("httpcore").debug("connect auth=%s", "(b'user', b'hunter2-proxy-pass')")
+        logger.debug("child logger: Bearer sk-abcdefghijklmnop")
+    finally:
+        logging.getLogger("httpcore").removeHandler(handler)
+    assert records[0] == "connect auth=(b'user', b'" + fingerprint("hunter2-proxy-pass") + "')"
+    assert "sk-abcdefghijklmnop" not in " ".join(records)

@@ -6,6 +6,14 @@
   (error statuses, delays, stalls, cut or malformed streams).
 * :class:`ScriptedProvider`: an in-process provider type scripted call by
   call with :class:`Outcome` (for pipeline and routing-plugin tests).
+* Wires for the fake upstream: :class:`OpenAIWire`, :class:`AnthropicWire`,
+  :class:`DashScopeWire`, :class:`OllamaWire` (NDJSON), :class:`GenericWire`
+  (a made-up REST API, SSE or NDJSON).
+* :class:`HTTPProxy` and :class:`SOCKS5Proxy`: real loopback proxies that
+  record what went through them.
+* :class:`FakeWebSocketUpstream` with :class:`WebSocketWire` and
+  :class:`RealtimeWire`: the same scripting over WebSockets (needs the
+  ``websockets`` package; imported on first use).
 * :class:`ProviderConformance`: the pytest base class every provider
   plugin's tests subclass. It needs pytest, so it is imported on first use:
   importing this package does not import pytest.
@@ -17,7 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from swarmgate.testing.anthropic_wire import AnthropicWire
+from swarmgate.testing.dashscope_wire import DashScopeWire
+from swarmgate.testing.generic_wire import GenericWire
+from swarmgate.testing.ollama_wire import OllamaWire
 from swarmgate.testing.openai_wire import OpenAIWire
+from swarmgate.testing.proxy_servers import HTTPProxy, ProxyRecord, SOCKS5Proxy
 from swarmgate.testing.scripted import Outcome, ScriptedProvider, ScriptedSettings
 from swarmgate.testing.upstream import (
     DEFAULT_CONTENT,
@@ -35,19 +48,36 @@ from swarmgate.testing.upstream import (
 
 if TYPE_CHECKING:
     from swarmgate.testing.conformance import ProviderConformance, attempt_error
+    from swarmgate.testing.websocket_upstream import (
+        FakeWebSocketUpstream,
+        RealtimeWire,
+        ScriptedClose,
+        WebSocketWire,
+    )
 
 __all__ = [
     "DEFAULT_CONTENT",
+    "AnthropicWire",
+    "DashScopeWire",
     "Endpoint",
     "FakeUpstream",
+    "FakeWebSocketUpstream",
+    "GenericWire",
+    "HTTPProxy",
+    "OllamaWire",
     "OpenAIWire",
     "Outcome",
     "ProviderConformance",
+    "ProxyRecord",
+    "RealtimeWire",
     "RecordedRequest",
+    "SOCKS5Proxy",
     "SSEPlan",
+    "ScriptedClose",
     "ScriptedProvider",
     "ScriptedReply",
     "ScriptedSettings",
+    "WebSocketWire",
     "Wire",
     "WireRequest",
     "attempt_error",
@@ -57,6 +87,7 @@ __all__ = [
 ]
 
 _NEEDS_PYTEST = frozenset({"ProviderConformance", "attempt_error"})
+_NEEDS_WEBSOCKETS = frozenset({"FakeWebSocketUpstream", "RealtimeWire", "ScriptedClose", "WebSocketWire"})
 
 
 def __getattr__(name: str) -> Any:
@@ -64,4 +95,8 @@ def __getattr__(name: str) -> Any:
         from swarmgate.testing import conformance
 
         return getattr(conformance, name)
+    if name in _NEEDS_WEBSOCKETS:
+        from swarmgate.testing import websocket_upstream
+
+        return getattr(websocket_upstream, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

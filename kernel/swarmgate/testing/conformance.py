@@ -110,6 +110,9 @@ class ProviderConformance:
     timeout_ms: ClassVar[float] = 400.0
     #: The provider's name in the config.
     provider_name: ClassVar[str] = "upstream"
+    #: Further distributions to admit while the suite runs (a meta-provider
+    #: that builds inner drivers through the registry names theirs here).
+    extra_plugins: ClassVar[tuple[str, ...]] = ()
 
     # -- what subclasses state ---------------------------------------------------
 
@@ -127,8 +130,8 @@ class ProviderConformance:
 
     @pytest.fixture(autouse=True)
     def _kernel_plugins_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Load only the kernel's own plugins while a conformance test runs."""
-        monkeypatch.setenv(ALLOW_ENV, "swarmgate")
+        """Load only the kernel's own plugins (and :attr:`extra_plugins`) while a conformance test runs."""
+        monkeypatch.setenv(ALLOW_ENV, ",".join(("swarmgate", *self.extra_plugins)))
         monkeypatch.delenv(BLOCK_ENV, raising=False)
 
     @property

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmgate_claude import ClaudeProvider
-
 from swarmgate.testing import ProviderConformance, Wire
 from swarmgate.testing.anthropic_wire import AnthropicWire
+from swarmgate_claude import ClaudeProvider
 
 
 class TestClaudeConformance(ProviderConformance):

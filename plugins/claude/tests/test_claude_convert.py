@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from swarmgate import InvalidRequestError, Message, TokenUsage
 from swarmgate_claude.convert import (
     convert_messages,
     convert_tool_choice,
@@ -15,8 +17,6 @@ from swarmgate_claude.convert import (
     parse_usage,
     tool_arguments,
 )
-
-from swarmgate import InvalidRequestError, Message, TokenUsage
 
 
 def test_single_plain_system_prompt_is_a_string() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from swarmgate_claude import DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS, ClaudeProvider, ClaudeSettings
 
 from swarmgate import (
     AuthenticationError,
@@ -36,6 +35,7 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, ScriptedReply, attempt_error
 from swarmgate.testing.anthropic_wire import AnthropicWire, sse_event
+from swarmgate_claude import DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS, ClaudeProvider, ClaudeSettings
 
 MODEL = "claude-haiku-4-5"
 KEY = "sk-ant-api03-test-0123456789abcdef"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from swarmgate_composite import answer_key, majority, normalise, parse_choice, render_refine
-from swarmgate_composite._combine import judge_messages
 
 from swarmgate import Message
+from swarmgate_composite import answer_key, majority, normalise, parse_choice, render_refine
+from swarmgate_composite._combine import judge_messages
 
 
 @pytest.mark.parametrize(

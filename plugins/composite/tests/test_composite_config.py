@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from swarmgate_composite import CompositeProvider
 
 from swarmgate import (
     CompletionRequest,
@@ -18,6 +17,7 @@ from swarmgate import (
     registry,
 )
 from swarmgate.testing import ScriptedProvider, attempt_error
+from swarmgate_composite import CompositeProvider
 
 DRIVERS = {registry.PROVIDERS: {"scripted": ScriptedProvider, "composite": CompositeProvider}}
 

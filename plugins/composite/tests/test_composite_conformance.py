@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from swarmgate_composite import CompositeProvider
 
 from swarmgate import registry
 from swarmgate.errors import ProviderTimeoutError, ServerError, SwarmgateError
@@ -34,6 +33,7 @@ from swarmgate.manager import ProviderManager
 from swarmgate.models import ErrorEvent, FinishEvent, StreamEvent, StreamStart, TextDelta, TokenUsage, UsageEvent
 from swarmgate.testing import ProviderConformance, ScriptedReply, attempt_error
 from swarmgate.testing.conformance import COST_PER_TOKEN
+from swarmgate_composite import CompositeProvider
 from swarmgate_openai import OpenAIProvider
 
 INNER = "inner"

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from swarmgate_composite import CompositeProvider
 
 from swarmgate import (
     AuthenticationError,
@@ -24,6 +23,7 @@ from swarmgate import (
     registry,
 )
 from swarmgate.testing import FakeUpstream, ScriptedProvider, ScriptedReply, attempt_error
+from swarmgate_composite import CompositeProvider
 
 FAILURES = [
     pytest.param(

@@ -10,7 +10,6 @@ import time
 from typing import Any, cast
 
 import pytest
-from swarmgate_composite import CompositeProvider
 
 from swarmgate import (
     CompletionResponse,
@@ -29,6 +28,7 @@ from swarmgate import (
     registry,
 )
 from swarmgate.testing import Outcome, ScriptedProvider, attempt_error
+from swarmgate_composite import CompositeProvider
 
 PRICE = 0.001
 JUDGE_PRICE = 0.01

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from swarmgate_composite import DEFAULT_REFINE_INSTRUCTIONS, CompositeProvider
 
 from swarmgate import (
     AuthenticationError,
@@ -21,6 +20,7 @@ from swarmgate import (
     registry,
 )
 from swarmgate.testing import Outcome, ScriptedProvider, attempt_error
+from swarmgate_composite import DEFAULT_REFINE_INSTRUCTIONS, CompositeProvider
 
 PRICES = {"a": 0.001, "b": 0.002, "c": 0.003}
 QUESTION = "Explain photosynthesis in one sentence."

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from swarmgate_http import HttpProvider, HttpSettings
 
 from swarmgate import ConfigError, ProviderConfig, ProviderManager
 from swarmgate.config import parse_section
 from swarmgate.testing.generic_wire import FINISH_REASONS
+from swarmgate_http import HttpProvider, HttpSettings
 
 CONFIGS: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "providers.json").read_text())
 ENDPOINT = "http://127.0.0.1:9/v2"

@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from swarmgate_http import HttpProvider
-
 from swarmgate.testing import OpenAIWire, ProviderConformance, Wire
 from swarmgate.testing.generic_wire import GenericWire
+from swarmgate_http import HttpProvider
 
 CONFIGS: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "providers.json").read_text())
 

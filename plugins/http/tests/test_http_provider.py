@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from swarmgate_http import HttpProvider
 
 from swarmgate import (
     AuthenticationError,
@@ -41,6 +40,7 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, OpenAIWire, ScriptedReply, Wire, attempt_error
 from swarmgate.testing.generic_wire import CONTENT_BLOCKED, CONTEXT_TOO_LONG, GenericWire
+from swarmgate_http import HttpProvider
 
 CONFIGS: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "providers.json").read_text())
 MODEL = "acme-large"

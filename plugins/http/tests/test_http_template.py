@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from swarmgate_http import BODY_VARIABLES
 from swarmgate_http._paths import PathError, compile_path
 from swarmgate_http._provider import _VARIABLES

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmgate_local import LocalProvider
-
 from swarmgate.testing import OpenAIWire, ProviderConformance, Wire
 from swarmgate.testing.ollama_wire import OllamaWire
+from swarmgate_local import LocalProvider
 
 
 class TestOllamaConformance(ProviderConformance):

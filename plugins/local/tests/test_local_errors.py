@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from swarmgate_local._errors import classify, refine, text_kind
 
 from swarmgate import (
     AuthenticationError,
@@ -17,6 +16,7 @@ from swarmgate import (
     ServerError,
     SwarmgateError,
 )
+from swarmgate_local._errors import classify, refine, text_kind
 
 
 @pytest.mark.parametrize(

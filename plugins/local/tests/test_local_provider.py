@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from swarmgate_local import DEFAULT_OLLAMA_ENDPOINT, DEFAULT_OPENAI_ENDPOINT, LocalProvider, LocalSettings
 
 from swarmgate import (
     AuthenticationError,
@@ -33,6 +32,7 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, ScriptedReply, attempt_error
 from swarmgate.testing.ollama_wire import OllamaWire
+from swarmgate_local import DEFAULT_OLLAMA_ENDPOINT, DEFAULT_OPENAI_ENDPOINT, LocalProvider, LocalSettings
 from swarmgate_openai import OpenAIProvider
 
 MODEL = "llama3.2"

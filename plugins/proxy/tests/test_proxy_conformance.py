@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from swarmgate_proxy import ProxyProvider
 
-from swarmgate.plugins import ALLOW_ENV, BLOCK_ENV
 from swarmgate.testing import FakeUpstream, ProviderConformance
 from swarmgate.testing.proxy_servers import PROXY_NAME, HTTPProxy, ProxyKind, SOCKS5Proxy
+from swarmgate_proxy import ProxyProvider
 
 CREDENTIALS = ("alice", "s3cret-proxy-password")
 
@@ -35,13 +34,8 @@ class _ThroughProxy(ProviderConformance):
     kind: ClassVar[ProxyKind]
     proxy: HTTPProxy | SOCKS5Proxy
 
-    @pytest.fixture(autouse=True)
-    def _kernel_plugins_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The base class admits only the kernel's plugins; the proxy
-        provider builds its inner driver through the registry, so the
-        openai distribution (which registers no hooks) is admitted too."""
-        monkeypatch.setenv(ALLOW_ENV, "swarmgate,swarmgate-openai")
-        monkeypatch.delenv(BLOCK_ENV, raising=False)
+    #: The proxy provider builds its inner openai driver through the registry.
+    extra_plugins = ("swarmgate-openai",)
 
     def start_proxy(self) -> Any:
         """The context manager running this class's proxy in a thread."""

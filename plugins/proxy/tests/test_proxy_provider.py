@@ -18,7 +18,6 @@ import httpx
 import pytest
 import structlog
 from structlog.testing import LogCapture
-from swarmgate_proxy import GatewaySettings, ProxyProvider, ProxySettings, ProxyURL, parse_proxy_url, proxy_failure
 
 from swarmgate import (
     AuthenticationError,
@@ -52,6 +51,7 @@ from swarmgate.plugins import ALLOW_ENV
 from swarmgate.testing import FakeUpstream, ScriptedReply, attempt_error, unreachable_url
 from swarmgate.testing.proxy_servers import HTTPProxy, SOCKS5Proxy
 from swarmgate_openai import OpenAIProvider
+from swarmgate_proxy import GatewaySettings, ProxyProvider, ProxySettings, ProxyURL, parse_proxy_url, proxy_failure
 
 MODEL = "gpt-4o-mini"
 KEY = "sk-proxy-test-0123456789abcdef"

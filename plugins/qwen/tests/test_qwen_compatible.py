@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from swarmgate_qwen import DEFAULT_COMPATIBLE_ENDPOINT, OPENAI_COMPATIBLE, QwenProvider, QwenSettings, refine
 
 from swarmgate import (
     ContentFilteredError,
@@ -25,6 +24,7 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, OpenAIWire, ScriptedReply
 from swarmgate_openai import OpenAIProvider
+from swarmgate_qwen import DEFAULT_COMPATIBLE_ENDPOINT, OPENAI_COMPATIBLE, QwenProvider, QwenSettings, refine
 
 MODEL = "qwen-plus"  # the model and key conftest.py's manager_for configures
 KEY = "sk-qwen-test-0123456789abcdef"

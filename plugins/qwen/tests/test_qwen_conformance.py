@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmgate_qwen import QwenProvider
-
 from swarmgate.testing import OpenAIWire, ProviderConformance, Wire
 from swarmgate.testing.dashscope_wire import DashScopeWire
+from swarmgate_qwen import QwenProvider
 
 
 class TestQwenNativeConformance(ProviderConformance):

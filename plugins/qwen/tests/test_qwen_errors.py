@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from swarmgate_qwen import DashScopeError, classify, error_class
 
 from swarmgate import (
     AuthenticationError,
@@ -26,6 +25,7 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, ScriptedReply
 from swarmgate.testing.dashscope_wire import DashScopeWire
+from swarmgate_qwen import DashScopeError, classify, error_class
 
 MODEL = "qwen-plus"  # the model and key conftest.py's manager_for configures
 KEY = "sk-qwen-test-0123456789abcdef"

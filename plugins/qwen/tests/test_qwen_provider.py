@@ -10,13 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from swarmgate_qwen import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_MULTIMODAL_MODELS,
-    QwenProvider,
-    QwenSettings,
-    default_health_url,
-)
 
 from swarmgate import (
     CompletionResponse,
@@ -35,6 +28,13 @@ from swarmgate import (
 )
 from swarmgate.testing import FakeUpstream, ScriptedReply
 from swarmgate.testing.dashscope_wire import MULTIMODAL_GENERATION, TEXT_GENERATION, DashScopeWire
+from swarmgate_qwen import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_MULTIMODAL_MODELS,
+    QwenProvider,
+    QwenSettings,
+    default_health_url,
+)
 
 MODEL = "qwen-plus"  # the model and key conftest.py's manager_for configures
 KEY = "sk-qwen-test-0123456789abcdef"

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from swarmgate_websocket import WebSocketProvider
 
 from swarmgate.testing import ProviderConformance
 from swarmgate.testing.websocket_upstream import Disconnect, FakeWebSocketUpstream, WebSocketWire
+from swarmgate_websocket import WebSocketProvider
 
 
 class TestWebSocketConformance(ProviderConformance):

@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import pytest
-from swarmgate_websocket import WebSocketProvider, WebSocketSettings
 
 from swarmgate import (
     CompletionRequest,
@@ -33,6 +32,7 @@ from swarmgate import (
 from swarmgate.provider import ProviderCall
 from swarmgate.testing import ScriptedReply, attempt_error
 from swarmgate.testing.websocket_upstream import Disconnect, FakeWebSocketUpstream, ScriptedClose
+from swarmgate_websocket import WebSocketProvider, WebSocketSettings
 
 MODEL = "gpt-4o-mini"
 KEY = "sk-ws-test-0123456789abcdef"
