@@ -275,7 +275,7 @@ def error_for_status(
     ``context_length_exceeded``); this function only knows the status.
     """
     cls: type[SwarmgateError]
-    if status == 401:
+    if status in (401, 407):  # 407: the proxy in between wants credentials
         cls = AuthenticationError
     elif status == 403:
         cls = PermissionDeniedError

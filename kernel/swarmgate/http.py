@@ -68,6 +68,10 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None = None) -> SwarmgateError:
     """The taxonomy error for an httpx transport failure (no HTTP status)."""
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.ProxyError):
+        return ProviderConnectionError(
+            f"the proxy refused or failed the request ({detail})", provider=provider, model=model
+        )
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeoutError(f"upstream timed out ({detail})", provider=provider, model=model)
     if isinstance(

@@ -13,6 +13,7 @@ from swarmgate.errors import ERROR_CLASSES, ErrorKind, error_for_status
     [
         (400, errors.InvalidRequestError),
         (401, errors.AuthenticationError),
+        (407, errors.AuthenticationError),
         (403, errors.PermissionDeniedError),
         (404, errors.NotFoundError),
         (408, errors.ProviderTimeoutError),
