@@ -1,6 +1,8 @@
 """A plugin installs alone on top of the kernel: ``pip install ./kernel ./plugins/openai``
 in a brand-new virtual environment is a working stack for that provider, and
-nothing else (no sim, no embedded default) comes with it.
+nothing else (no sim, no embedded default) comes with it. Every other
+provider plugin is installed the same way, each into its own venv (in
+parallel), and must load its type and build a provider.
 
 This builds real wheels and installs their dependencies from the package
 registry into a temporary venv, so it takes a while; it is still part of the
@@ -9,6 +11,7 @@ suite because it is the only test that catches an undeclared dependency.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import venv
@@ -76,3 +79,57 @@ def test_kernel_plus_openai_alone(tmp_path: Path) -> None:
         "no default: True",
     ]
     assert sys.executable != str(python)
+
+
+# Each plugin with the first-party plugins it depends on, and a minimal provider config.
+ALONE: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
+    "claude": ((), {"type": "claude", "apiKey": "k", "models": {"m": {}}}),
+    "qwen": (("openai",), {"type": "qwen", "apiKey": "k", "models": {"m": {}}}),
+    "local": (("openai",), {"type": "local", "models": {"m": {}}}),
+    "http": ((), {"type": "http", "endpoint": "http://127.0.0.1:9", "body": {"p": "{prompt}"},
+                  "response": {"text": "text"}, "models": {"m": {}}}),
+    "websocket": ((), {"type": "websocket", "url": "ws://127.0.0.1:9/ws", "models": {"m": {}}}),
+    "proxy": (("openai",), {"type": "proxy", "via": "http://127.0.0.1:9", "target": {"type": "openai"},
+                            "endpoint": "http://127.0.0.1:9/v1", "models": {"m": {}}}),
+    "composite": (("sim",), {"type": "composite", "mode": "race", "targets": ["s/m"], "models": {"m": {}}}),
+    "sim": ((), {"type": "sim", "models": {"m": {}}}),
+}
+
+BUILD = """
+import json, sys, anyio
+from swarmgate import ProviderManager
+
+async def main(provider):
+    providers = {"p": provider, "s": {"type": "sim", "models": {"m": {}}, "priority": 9}}
+    if provider["type"] != "composite":
+        del providers["s"]
+    async with ProviderManager({"providers": providers}) as manager:
+        print(type(manager.provider("p")).__module__.split(".")[0])
+
+anyio.run(main, json.loads(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+def test_every_plugin_installs_alone(tmp_path: Path) -> None:
+    jobs = {}
+    for name, (needs, _) in ALONE.items():
+        env_dir = tmp_path / name
+        venv.create(env_dir, with_pip=True)
+        paths = [str(ROOT / "kernel"), *(str(ROOT / "plugins" / n) for n in (*needs, name))]
+        jobs[name] = subprocess.Popen(
+            [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *paths],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, job in jobs.items():
+        _, err = job.communicate(timeout=600)
+        assert job.returncode == 0, f"{name}: {err}"
+    for name, (_, provider) in ALONE.items():
+        python = tmp_path / name / "bin" / "python"
+        result = subprocess.run(
+            [str(python), "-c", BUILD, json.dumps(provider)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert result.stdout.strip() == f"swarmgate_{name}", name
