@@ -41,3 +41,33 @@ def test_embedded_default_example() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("providers: sim-qwen, sim-openai, sim-claude, sim-local")
     assert result.stdout.count("\n#") == 6
+
+
+def test_multi_provider_example_against_each_wire() -> None:
+    from swarmgate.testing import AnthropicWire, DashScopeWire, OllamaWire
+
+    with (
+        FakeUpstream.in_thread() as openai,
+        FakeUpstream.in_thread(AnthropicWire()) as claude,
+        FakeUpstream.in_thread(DashScopeWire()) as qwen,
+        FakeUpstream.in_thread(OllamaWire()) as ollama,
+    ):
+        for name, upstream in (("openai", openai), ("claude", claude), ("qwen", qwen), ("ollama", ollama)):
+            upstream.default = ScriptedReply(content=f"an ant, says {name}", usage=(6, 4))
+        claude.default = ScriptedReply(content="an ant, says claude", usage=(6, 4), chunk_delay=0.1)  # loses the race
+        result = run_example(
+            "multi_provider.py",
+            OPENAI_BASE_URL=openai.url,
+            CLAUDE_BASE_URL=claude.url,
+            QWEN_BASE_URL=qwen.url,
+            OLLAMA_BASE_URL=ollama.url,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("openai: openai/gpt-4o-mini 6+4 tokens $0.00000330: an ant, says openai")
+    assert lines[1].startswith("claude: claude/claude-haiku 6+4 tokens")
+    assert lines[2].startswith("qwen: qwen/qwen-turbo 6+4 tokens")
+    assert lines[3].startswith("ollama: ollama/llama3.2 6+4 tokens $0.00000000")
+    assert lines[4].startswith("cheap: qwen/qwen-turbo")
+    assert lines[5].startswith("fastest: fastest/race")
+    assert "an ant, says openai" in lines[5]

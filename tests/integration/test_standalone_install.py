@@ -86,11 +86,27 @@ ALONE: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "claude": ((), {"type": "claude", "apiKey": "k", "models": {"m": {}}}),
     "qwen": (("openai",), {"type": "qwen", "apiKey": "k", "models": {"m": {}}}),
     "local": (("openai",), {"type": "local", "models": {"m": {}}}),
-    "http": ((), {"type": "http", "endpoint": "http://127.0.0.1:9", "body": {"p": "{prompt}"},
-                  "response": {"text": "text"}, "models": {"m": {}}}),
+    "http": (
+        (),
+        {
+            "type": "http",
+            "endpoint": "http://127.0.0.1:9",
+            "body": {"p": "{prompt}"},
+            "response": {"text": "text"},
+            "models": {"m": {}},
+        },
+    ),
     "websocket": ((), {"type": "websocket", "url": "ws://127.0.0.1:9/ws", "models": {"m": {}}}),
-    "proxy": (("openai",), {"type": "proxy", "via": "http://127.0.0.1:9", "target": {"type": "openai"},
-                            "endpoint": "http://127.0.0.1:9/v1", "models": {"m": {}}}),
+    "proxy": (
+        ("openai",),
+        {
+            "type": "proxy",
+            "via": "http://127.0.0.1:9",
+            "target": {"type": "openai"},
+            "endpoint": "http://127.0.0.1:9/v1",
+            "models": {"m": {}},
+        },
+    ),
     "composite": (("sim",), {"type": "composite", "mode": "race", "targets": ["s/m"], "models": {"m": {}}}),
     "sim": ((), {"type": "sim", "models": {"m": {}}}),
 }
