@@ -508,6 +508,30 @@ def load_config(
     return attrs.evolve(parsed, source=source)
 
 
+def key_templates(config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig) -> dict[str, str]:
+    """Each provider's ``apiKey`` as written, before ``${ENV}`` substitution
+    (the key source to re-read when credentials are refreshed). Empty for
+    an already-built :class:`SwarmgateConfig`."""
+    if isinstance(config, SwarmgateConfig):
+        return {}
+    raw = config if isinstance(config, Mapping) else _read_file(Path(config))
+    providers = raw.get("providers") if isinstance(raw, Mapping) else None
+    if not isinstance(providers, Mapping):
+        return {}
+    return {
+        name: provider["apiKey"]
+        for name, provider in providers.items()
+        if isinstance(provider, Mapping) and isinstance(provider.get("apiKey"), str)
+    }
+
+
+def resolve_key(template: str, env: Mapping[str, str] | None = None) -> str | None:
+    """``template`` with ``${ENV}`` references substituted now; ``None`` if one is unset."""
+    missing: list[tuple[list[str | int], str]] = []
+    value = _substitute(template, [], os.environ if env is None else env, missing)
+    return None if missing else str(value)
+
+
 def _split_target(text: str) -> tuple[str, str] | None:
     provider, sep, model = text.partition("/")
     return (provider, model) if sep and provider and model else None

@@ -21,7 +21,7 @@ Each spec's docstring is its contract. How the kernel dispatches them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -103,6 +103,22 @@ def before_request(
     Raise a :class:`~swarmgate.errors.SwarmgateError` (rate limited, budget
     exceeded, ...) to refuse the request; the caller gets that error.
     Any other exception also aborts the request and propagates.
+    """
+
+
+@hookspec
+def filter_targets(
+    request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+) -> Iterable[tuple[Target, str]] | None:
+    """Called once per request, before ``select_provider``, in call order,
+    with the candidates that passed the kernel's own filters.
+
+    Return the targets this plugin rules out, each with a short reason
+    (``(target, "circuit open")``), or ``None``. Every implementation runs;
+    the union is dropped. A request whose every candidate is ruled out fails
+    with :class:`~swarmgate.errors.NoProviderAvailableError` listing the
+    reasons. Circuit breakers and budget guards act here. Raising aborts
+    the request.
     """
 
 

@@ -34,7 +34,16 @@ import anyio
 import attrs
 
 from swarmgate import registry
-from swarmgate.config import ModelConfig, ProviderConfig, SwarmgateConfig, load_config, parse_section, validate
+from swarmgate.config import (
+    ModelConfig,
+    ProviderConfig,
+    SwarmgateConfig,
+    key_templates,
+    load_config,
+    parse_section,
+    resolve_key,
+    validate,
+)
 from swarmgate.errors import (
     ConfigError,
     InvalidRequestError,
@@ -87,8 +96,9 @@ def _new_id() -> str:
 class FailureDecision:
     """What to do after a failed attempt (returned by ``on_failure`` hooks)."""
 
-    action: Literal["retry", "failover", "abort"]
+    action: Literal["retry", "failover", "abort", "switch"]
     delay: float = 0.0
+    target: Target | None = None
 
     @classmethod
     def retry(cls, delay: float = 0.0) -> FailureDecision:
@@ -104,6 +114,12 @@ class FailureDecision:
     def abort(cls) -> FailureDecision:
         """Stop and raise the error."""
         return cls("abort")
+
+    @classmethod
+    def switch(cls, target: Target, delay: float = 0.0) -> FailureDecision:
+        """Try ``target`` next (after ``delay`` seconds), e.g. a model with a
+        larger context window; the remaining targets follow it."""
+        return cls("switch", delay, target)
 
 
 @attrs.define
@@ -183,6 +199,10 @@ class ProviderManager:
         self._initialized = False
         self._closed = False
         self._lock = anyio.Lock()
+        #: Services plugins publish for each other, by name (e.g. a shared
+        #: predictor that several strategies read). Set in ``plugin_setup``.
+        self.extensions: dict[str, Any] = {}
+        self._key_templates: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -211,6 +231,7 @@ class ProviderManager:
                 )
         config = load_config(source, env=self._env)
         self._config = config
+        self._key_templates = key_templates(source)
         self._state = self._make_state(config)
         self._strategies[config.routing.strategy] = self._load_strategy(config.routing.strategy, "routing.strategy")
         self._balancer = self._load_routing_driver(
@@ -384,6 +405,20 @@ class ProviderManager:
                 raw["apiKey"] = old.api_key
             raw.update(changes)
             await self._install(name, old, self._parse_provider(name, raw))
+
+    async def refresh_credentials(self, name: str) -> bool:
+        """Re-read provider ``name``'s key source (its ``${ENV}`` reference)
+        and, when the key changed, swap in a provider using the new key
+        (in-flight requests finish on the old one). Returns whether it changed."""
+        template = self._key_templates.get(name)
+        current = self.config.providers.get(name)
+        if template is None or current is None:
+            return False
+        key = resolve_key(template, self._env)
+        if key is None or key == current.api_key:
+            return False
+        await self.update_provider(name, {"apiKey": key})
+        return True
 
     async def remove_provider(self, name: str) -> None:
         """Remove provider ``name``; in-flight requests on it finish first."""
@@ -642,6 +677,13 @@ class ProviderManager:
         fallback = self._filter(request, plan.fallback, dropped) if plan.fallback else []
         context.ordered = plan.ordered
         context.fallback = tuple(fallback)
+        if self.plugins.has_impls("filter_targets"):
+            ruled_out = await self.plugins.filter_targets(request, primary + fallback, context)
+            if ruled_out:
+                dropped.extend(f"{t}: {reason}" for t, reason in ruled_out.items())
+                primary = [t for t in primary if t not in ruled_out]
+                fallback = [t for t in fallback if t not in ruled_out]
+                context.fallback = tuple(fallback)
         if len(primary) > 1 and not plan.ordered:
             primary = list(await self.plugins.select_provider(request, primary, context))
         preferred = request.preferences.providers
@@ -712,14 +754,9 @@ class ProviderManager:
                 reply, attempt = await self._attempt(handle, target, req, context)
             except SwarmgateError as error:
                 last_error = error
-                action, delay = await self._decide(req, target, error, context)
-                if action == "retry":
-                    if delay > 0:
-                        await anyio.sleep(delay)
-                    continue
+                action, index = await self._decide(req, target, error, context, targets, index)
                 if action == "abort":
                     raise self._with_attempts(error, context) from None
-                index += 1
                 continue
             response = self._response(reply, attempt, context)
             await self.plugins.after_response(req, response, context)
@@ -826,14 +863,34 @@ class ProviderManager:
         )
 
     async def _decide(
-        self, request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
-    ) -> tuple[str, float]:
+        self,
+        request: CompletionRequest,
+        target: Target,
+        error: SwarmgateError,
+        context: RequestContext,
+        targets: list[Target],
+        index: int,
+    ) -> tuple[str, int]:
+        """Ask ``on_failure`` what to do; wait any delay; return the action
+        (``retry``, ``next`` or ``abort``) and the index of the next target
+        (``targets`` gains a switched-to target in place)."""
         decision = await self.plugins.on_failure(request, target, error, context)
         if len(context.attempts) >= MAX_ATTEMPTS:
-            return "abort", 0.0
+            return "abort", index
         if decision is None:
-            return ("failover" if error.failover else "abort"), 0.0
-        return decision.action, decision.delay
+            return ("next" if error.failover else "abort"), index + 1
+        if decision.delay > 0 and decision.action != "abort":
+            await anyio.sleep(decision.delay)
+        if decision.action == "retry":
+            return "retry", index
+        if decision.action == "switch" and decision.target is not None:
+            if decision.target.provider not in self._handles:
+                return "next", index + 1
+            targets.insert(index + 1, decision.target)
+            return "next", index + 1
+        if decision.action == "abort":
+            return "abort", index
+        return "next", index + 1
 
     def _response(
         self, reply: ProviderReply, attempt: Attempt, context: RequestContext, ttft: float | None = None
@@ -939,17 +996,12 @@ class ProviderManager:
                         return
                     raise self._with_attempts(error, context) from None
                 last_error = error
-                action, delay = await self._decide(req, target, error, context)
-                if action == "retry":
-                    if delay > 0:
-                        await anyio.sleep(delay)
-                    continue
+                action, index = await self._decide(req, target, error, context, targets, index)
                 if action == "abort":
                     if errors == "event":
                         yield ErrorEvent(self._with_attempts(error, context))
                         return
                     raise self._with_attempts(error, context) from None
-                index += 1
                 continue
             assert outcome.response is not None
             await self.plugins.after_response(req, outcome.response, context)

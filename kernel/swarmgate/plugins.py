@@ -242,6 +242,21 @@ class PluginHost:
             raise TypeError(f"before_request of plugin {plugin!r} returned {type(result).__name__}")
         return request, None
 
+    async def filter_targets(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> dict[Target, str]:
+        """Every target some plugin rules out, with the first reason given."""
+        kwargs = {"request": request, "candidates": candidates, "context": context}
+        dropped: dict[Target, str] = {}
+        for fn, argnames, is_async, _plugin in self._resolve("filter_targets"):
+            result = fn(*[kwargs[n] for n in argnames])
+            if is_async:
+                result = await result
+            if result:
+                for target, reason in result:
+                    dropped.setdefault(target, reason)
+        return dropped
+
     async def select_provider(
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> Sequence[Target]:
@@ -309,6 +324,7 @@ class PluginHost:
 _ASYNC_HOOKS = frozenset(
     {
         "before_request",
+        "filter_targets",
         "select_provider",
         "after_response",
         "on_failure",

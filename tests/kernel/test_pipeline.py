@@ -513,3 +513,36 @@ async def test_stream_finish_metadata_and_failed_call_cost_are_kept() -> None:
             await manager.complete(prompt="hi", provider="cheap")
     assert events[-1].response.metadata["winner"] == "a/m"
     assert info.value.attempts[0].cost == 0.125
+
+
+async def test_filter_targets_switch_and_refresh_credentials() -> None:
+    class Breaker:
+        @hookimpl
+        def filter_targets(self, candidates: Any) -> list[tuple[Any, str]]:
+            return [(t, "circuit open") for t in candidates if t.provider == "cheap"]
+
+    class Upgrade:
+        @hookimpl
+        def on_failure(self, error: Any) -> FailureDecision | None:
+            from swarmgate import Target
+
+            if error.kind.value == "context_length_exceeded":
+                return FailureDecision.switch(Target("fast", "turbo"))
+            return None
+
+    env = {"KEY": "old-key-1234"}
+    cfg = config()
+    cfg["providers"]["spare"]["apiKey"] = "${KEY}"
+    async with ProviderManager(cfg, drivers=DRIVERS, plugins=(Breaker(), Upgrade()), env=env) as manager:
+        assert (await manager.complete(prompt="hi")).provider == "fast"
+        with pytest.raises(NoProviderAvailableError, match="cheap/small: circuit open"):
+            await manager.complete(prompt="hi", provider="cheap")
+        from swarmgate import ContextLengthExceededError
+
+        scripted(manager, "spare").push(ContextLengthExceededError("too long"))
+        response = await manager.complete(prompt="hi", provider="spare")
+        assert (response.provider, response.model) == ("fast", "turbo")
+        assert not await manager.refresh_credentials("spare")
+        env["KEY"] = "new-key-5678"
+        assert await manager.refresh_credentials("spare")
+        assert manager.config.providers["spare"].api_key == "new-key-5678"
