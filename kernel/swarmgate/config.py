@@ -59,6 +59,39 @@ class ModelConfig:
 
 
 @attrs.frozen
+class TimeoutsConfig:
+    """Timeouts in milliseconds (``routing.timeouts``, overridden per provider
+    by ``providers.<name>.timeouts`` and per request by ``timeouts``).
+
+    ``connect``: opening a connection; ``firstToken``: a stream's first
+    token (a slow first token fails over); ``streamIdle``: silence between
+    stream events once output started; ``total``: the whole request, all
+    attempts included. ``None`` means the default: the provider's
+    ``timeout`` for ``firstToken`` and ``streamIdle``, ``min(timeout, 10 s)``
+    for ``connect``, 10 minutes for ``total``.
+    """
+
+    connect: float | None = None
+    first_token: float | None = None
+    stream_idle: float | None = None
+    total: float | None = None
+
+    def over(self, defaults: TimeoutsConfig | None) -> TimeoutsConfig:
+        """These values, with ``defaults`` filling the unset ones."""
+        if defaults is None:
+            return self
+        return TimeoutsConfig(
+            self.connect if self.connect is not None else defaults.connect,
+            self.first_token if self.first_token is not None else defaults.first_token,
+            self.stream_idle if self.stream_idle is not None else defaults.stream_idle,
+            self.total if self.total is not None else defaults.total,
+        )
+
+
+NO_TIMEOUTS = TimeoutsConfig()
+
+
+@attrs.frozen
 class ProviderConfig:
     """One configured provider. ``type`` names its driver (entry point in
     ``swarmgate.providers``); ``timeout`` is milliseconds. Keys this class
@@ -76,6 +109,7 @@ class ProviderConfig:
     enabled: bool = True
     weight: float = 1.0
     timeout: float = 60_000.0
+    timeouts: TimeoutsConfig = NO_TIMEOUTS
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)
     proxy: str | None = attrs.field(default=None, repr=False)
     health_check: dict[str, Any] | None = None
@@ -115,6 +149,8 @@ class RoutingConfig:
     as mappings for their plugins."""
 
     strategy: str = "priority"
+    timeouts: TimeoutsConfig = NO_TIMEOUTS
+    stream_failover: str = "error"
     fallback_enabled: bool = True
     fallback_chains: tuple[tuple[str, ...], ...] = ()
     load_balancing: LoadBalancingConfig = attrs.field(factory=LoadBalancingConfig)
@@ -537,6 +573,12 @@ def _split_target(text: str) -> tuple[str, str] | None:
     return (provider, model) if sep and provider and model else None
 
 
+#: What a stream does when its target fails after output started: end with the
+#: error, or continue on the next target (assistant prefill where the target
+#: supports it, otherwise a clean restart announced by a StreamFailover event).
+STREAM_FAILOVER = frozenset({"error", "continue"})
+
+
 def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
     """Cross-field checks the types cannot express; returns ``(path, message)`` pairs."""
     problems: list[tuple[str, str]] = []
@@ -565,6 +607,20 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
                     problems.append((f"{base}.models.{model_name}.{camel(field)}", "must not be negative"))
             if model.max_tokens is not None and model.max_tokens <= 0:
                 problems.append((f"{base}.models.{model_name}.maxTokens", "must be a positive integer"))
+    if config.routing.stream_failover not in STREAM_FAILOVER:
+        problems.append(
+            (
+                "routing.streamFailover",
+                f"expected one of {sorted(STREAM_FAILOVER)}, got {config.routing.stream_failover!r}",
+            )
+        )
+    timeouts = [("routing.timeouts", config.routing.timeouts)]
+    timeouts += [(f"providers.{n}.timeouts", p.timeouts) for n, p in config.providers.items()]
+    for where, value in timeouts:
+        for attribute in attrs.fields(TimeoutsConfig):
+            amount = getattr(value, attribute.name)
+            if amount is not None and amount <= 0:
+                problems.append((f"{where}.{camel(attribute.name)}", "must be a positive number of milliseconds"))
     for i, chain in enumerate(config.routing.fallback_chains):
         for j, name in enumerate(chain):
             if name not in config.providers:

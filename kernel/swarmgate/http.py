@@ -42,9 +42,17 @@ def make_client(
         proxy=config.proxy,
         base_url=base_url.rstrip("/"),
         headers=merged,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout(config)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )
+
+
+def connect_timeout(config: ProviderConfig) -> float:
+    """Seconds allowed to open a connection: ``timeouts.connect``, else
+    ``min(timeout, 10 s)``."""
+    if config.timeouts.connect is not None:
+        return config.timeouts.connect / 1000.0
+    return min(config.timeout / 1000.0, 10.0)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -24,6 +24,7 @@ removed instance is closed when its last in-flight call ends.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
@@ -65,6 +66,7 @@ from swarmgate.models import (
     Message,
     ProviderReply,
     StreamEvent,
+    StreamFailover,
     StreamStart,
     Target,
     TextDelta,
@@ -83,6 +85,8 @@ log = get_logger("swarmgate.manager")
 
 #: Upper bound on attempts for one request, whatever plugins decide.
 MAX_ATTEMPTS = 32
+#: The default ``timeouts.total`` of a request (all attempts included), in milliseconds.
+DEFAULT_TOTAL_TIMEOUT_MS = 600_000.0
 
 _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(4).hex()
@@ -139,6 +143,8 @@ class RequestContext:
     state: dict[str, Any] = attrs.field(factory=dict)
     ordered: bool = False
     fallback: tuple[Target, ...] = ()
+    #: When the whole request must be over (anyio clock; ``timeouts.total``).
+    deadline: float = math.inf
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request started."""
@@ -527,7 +533,8 @@ class ProviderManager:
             settings = parse_section(settings_class, config.settings, path)
         register_secret(config.api_key)
         register_secret(config.proxy)
-        provider = cls(name, config, settings)
+        effective = attrs.evolve(config, timeouts=config.timeouts.over(self.config.routing.timeouts))
+        provider = cls(name, effective, settings)
         provider.manager = self
         await provider.start()
         return ProviderHandle(name, config, provider)
@@ -737,7 +744,7 @@ class ProviderManager:
             return self._stream(attrs.evolve(req, stream=True) if not req.stream else req, "raise")
         if not self._initialized or self._closed:
             self._not_ready()
-        context = RequestContext(_new_id(), self, time.perf_counter())
+        context = RequestContext(_new_id(), self, time.perf_counter(), deadline=self._deadline(req))
         req, early = await self.plugins.before_request(req, context)
         if early is not None:
             return early
@@ -767,6 +774,13 @@ class ProviderManager:
         state = "closed" if self._closed else "not initialized: await manager.initialize() first (or use 'async with')"
         raise RuntimeError(f"the ProviderManager is {state}")
 
+    def _deadline(self, request: CompletionRequest) -> float:
+        """The absolute (anyio clock) deadline of a request starting now."""
+        total = request.timeouts.total if request.timeouts is not None else None
+        if total is None:
+            total = self.config.routing.timeouts.total or DEFAULT_TOTAL_TIMEOUT_MS
+        return anyio.current_time() + total / 1000.0
+
     def _call(self, handle: ProviderHandle, target: Target, request: CompletionRequest) -> ProviderCall:
         model = handle.config.models.get(target.model)
         upstream = target.model
@@ -774,7 +788,21 @@ class ProviderManager:
             model = _NO_MODEL
         elif model.upstream_name:
             upstream = model.upstream_name
-        return ProviderCall(request, target.model, upstream, model, handle.config.timeout / 1000.0)
+        timeout = handle.config.timeout / 1000.0
+        configured = handle.provider.config.timeouts  # the provider's, over routing.timeouts
+        first_token, stream_idle = configured.first_token, configured.stream_idle
+        if request.timeouts is not None:
+            first_token = request.timeouts.first_token or first_token
+            stream_idle = request.timeouts.stream_idle or stream_idle
+        return ProviderCall(
+            request,
+            target.model,
+            upstream,
+            model,
+            timeout,
+            first_token / 1000.0 if first_token else timeout,
+            stream_idle / 1000.0 if stream_idle else timeout,
+        )
 
     async def _attempt(
         self, handle: ProviderHandle, target: Target, request: CompletionRequest, context: RequestContext
@@ -787,7 +815,7 @@ class ProviderManager:
         try:
             try:
                 # A bare CancelScope costs less than fail_after()'s context manager.
-                scope = anyio.CancelScope(deadline=anyio.current_time() + call.timeout)
+                scope = anyio.CancelScope(deadline=min(anyio.current_time() + call.timeout, context.deadline))
                 with scope:
                     reply = await handle.provider.complete(call)
                 if scope.cancelled_caught:
@@ -795,9 +823,7 @@ class ProviderManager:
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
-                error = ProviderTimeoutError(
-                    f"no answer within {call.timeout:g}s", provider=target.provider, model=target.model
-                )
+                error = self._timeout_error(target, context, f"no answer within {call.timeout:g}s")
             except Exception as exc:  # noqa: BLE001 - a driver bug is one failed attempt, not a crash
                 error = ServerError(
                     f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
@@ -820,6 +846,12 @@ class ProviderManager:
             stats.inflight -= 1
             if handle.retired and handle.inflight == 0:
                 await self._close_handle(handle)
+
+    @staticmethod
+    def _timeout_error(target: Target, context: RequestContext, what: str) -> ProviderTimeoutError:
+        if anyio.current_time() >= context.deadline:
+            what = f"the request's total deadline passed ({what.split(' within ')[0]})"
+        return ProviderTimeoutError(what, provider=target.provider, model=target.model)
 
     @staticmethod
     def _estimate_usage(reply: ProviderReply, request: CompletionRequest) -> ProviderReply:
@@ -875,7 +907,7 @@ class ProviderManager:
         (``retry``, ``next`` or ``abort``) and the index of the next target
         (``targets`` gains a switched-to target in place)."""
         decision = await self.plugins.on_failure(request, target, error, context)
-        if len(context.attempts) >= MAX_ATTEMPTS:
+        if len(context.attempts) >= MAX_ATTEMPTS or anyio.current_time() >= context.deadline:
             return "abort", index
         if decision is None:
             return ("next" if error.failover else "abort"), index + 1
@@ -960,7 +992,7 @@ class ProviderManager:
     async def _stream(self, req: CompletionRequest, errors: str) -> AsyncGenerator[StreamEvent, None]:
         if not self._initialized or self._closed:
             self._not_ready()
-        context = RequestContext(_new_id(), self, time.perf_counter(), stream=True)
+        context = RequestContext(_new_id(), self, time.perf_counter(), stream=True, deadline=self._deadline(req))
         try:
             req, early = await self.plugins.before_request(req, context)
             if early is not None:
@@ -978,30 +1010,38 @@ class ProviderManager:
             raise
         index = 0
         last_error: SwarmgateError | None = None
+        delivered = ""  # text the caller has received and that still stands
+        announced = False  # a StreamStart has been yielded
+        attempt_request = req
         while index < len(targets):
             target = targets[index]
             handle = self._handles.get(target.provider)
             if handle is None:
                 index += 1
                 continue
-            outcome = _StreamOutcome()
+            outcome = _StreamOutcome(announce=not announced, prefix=delivered)
             try:
-                async with aclosing(self._stream_attempt(handle, target, req, context, outcome)) as events:
+                async with aclosing(self._stream_attempt(handle, target, attempt_request, context, outcome)) as events:
                     async for event in events:
                         yield event
             except SwarmgateError as error:
-                if outcome.started:
-                    if errors == "event":
-                        yield ErrorEvent(self._with_attempts(error, context), outcome.text)
-                        return
-                    raise self._with_attempts(error, context) from None
                 last_error = error
-                action, index = await self._decide(req, target, error, context, targets, index)
-                if action == "abort":
+                announced = announced or outcome.started
+                if outcome.started and not self._may_continue(error, targets, index, context):
                     if errors == "event":
-                        yield ErrorEvent(self._with_attempts(error, context))
+                        yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)
                         return
                     raise self._with_attempts(error, context) from None
+                action, index = await self._decide(req, target, error, context, targets, index)
+                if action == "abort" or (announced and index >= len(targets)):
+                    if errors == "event":
+                        yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)
+                        return
+                    raise self._with_attempts(error, context) from None
+                if outcome.started:
+                    delivered += outcome.text
+                    attempt_request, delivered, failover = self._continuation(req, targets[index], delivered, error)
+                    yield failover
                 continue
             assert outcome.response is not None
             await self.plugins.after_response(req, outcome.response, context)
@@ -1012,6 +1052,27 @@ class ProviderManager:
             yield ErrorEvent(exhausted)
             return
         raise exhausted
+
+    def _may_continue(self, error: SwarmgateError, targets: list[Target], index: int, context: RequestContext) -> bool:
+        """Whether a stream broken after output started goes on elsewhere."""
+        return (
+            self.config.routing.stream_failover == "continue"
+            and error.failover
+            and index + 1 < len(targets)
+            and anyio.current_time() < context.deadline
+        )
+
+    def _continuation(
+        self, request: CompletionRequest, target: Target, delivered: str, error: SwarmgateError
+    ) -> tuple[CompletionRequest, str, StreamFailover]:
+        """The request for the target taking over a broken stream: the partial
+        answer as an assistant prefill where the target supports it (the text
+        stands), else the original request (a restart: the text is void)."""
+        handle = self._handles.get(target.provider)
+        if handle is not None and handle.provider.supports_prefill and delivered:
+            prefill = attrs.evolve(request, messages=(*request.messages, Message("assistant", delivered)))
+            return prefill, delivered, StreamFailover(target.provider, target.model, "continue", error)
+        return request, "", StreamFailover(target.provider, target.model, "restart", error)
 
     async def _stream_attempt(
         self,
@@ -1039,8 +1100,13 @@ class ProviderManager:
         try:
             try:
                 next_event = upstream.__anext__
+                first_deadline = min(anyio.current_time() + call.first_token_timeout, context.deadline)
                 while True:
-                    scope = anyio.CancelScope(deadline=anyio.current_time() + call.timeout)
+                    if outcome.started:
+                        deadline = min(anyio.current_time() + call.stream_idle_timeout, context.deadline)
+                    else:
+                        deadline = first_deadline
+                    scope = anyio.CancelScope(deadline=deadline)
                     with scope:
                         try:
                             event = await next_event()
@@ -1052,7 +1118,8 @@ class ProviderManager:
                         if not outcome.started:
                             outcome.started = True
                             ttft = (time.perf_counter() - started) * 1000.0
-                            yield StreamStart(target.provider, target.model, context.id)
+                            if outcome.announce:
+                                yield StreamStart(target.provider, target.model, context.id)
                         if isinstance(event, TextDelta):
                             text.append(event.text)
                             outcome.text += event.text
@@ -1069,10 +1136,11 @@ class ProviderManager:
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
-                what = "stream stalled: no event" if outcome.started else "no first stream event"
-                error = ProviderTimeoutError(
-                    f"{what} within {call.timeout:g}s", provider=target.provider, model=target.model
-                )
+                if outcome.started:
+                    what = f"stream stalled: no event within {call.stream_idle_timeout:g}s"
+                else:
+                    what = f"no first token within {call.first_token_timeout:g}s"
+                error = self._timeout_error(target, context, what)
             except Exception as exc:  # noqa: BLE001 - a driver bug is one failed attempt, not a crash
                 error = ServerError(
                     f"provider driver raised {type(exc).__name__}: {exc}", provider=target.provider, model=target.model
@@ -1081,8 +1149,9 @@ class ProviderManager:
                 if not outcome.started:
                     outcome.started = True
                     ttft = (time.perf_counter() - started) * 1000.0
-                    yield StreamStart(target.provider, target.model, context.id)
-                content = "".join(text)
+                    if outcome.announce:
+                        yield StreamStart(target.provider, target.model, context.id)
+                content = outcome.prefix + "".join(text)
                 metadata: dict[str, Any] = dict(finish_metadata)
                 if usage is None:
                     usage = TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(content))
@@ -1189,6 +1258,8 @@ _NO_MODEL = ModelConfig()
 
 @attrs.define
 class _StreamOutcome:
+    announce: bool = True  # yield StreamStart at the first output (not for a continuation)
+    prefix: str = ""  # text delivered by earlier targets that this attempt continues
     started: bool = False
     text: str = ""
     response: CompletionResponse | None = None

@@ -80,6 +80,16 @@ NO_PREFERENCES = Preferences()
 
 
 @attrs.frozen
+class RequestTimeouts:
+    """Per-request timeouts in milliseconds, overriding the configured ones
+    (``firstToken``, ``streamIdle``, ``total``); ``None`` keeps the config's."""
+
+    first_token: float | None = None
+    stream_idle: float | None = None
+    total: float | None = None
+
+
+@attrs.frozen
 class CompletionRequest:
     """A completion request, provider-neutral.
 
@@ -109,6 +119,7 @@ class CompletionRequest:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     tags: tuple[str, ...] = ()
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    timeouts: RequestTimeouts | None = None
 
     @classmethod
     def create(
@@ -353,6 +364,22 @@ class FinishEvent:
 
 
 @attrs.frozen
+class StreamFailover:
+    """The answering target failed after output started and the stream goes
+    on at another one (``routing.streamFailover: "continue"``).
+
+    ``mode`` is ``"continue"`` when the new target continues the partial
+    answer (assistant prefill: the text so far stands) or ``"restart"``
+    when it answers afresh: the consumer must discard the text received so
+    far. ``error`` is the failure that caused it."""
+
+    provider: str
+    model: str
+    mode: Literal["continue", "restart"]
+    error: Exception
+
+
+@attrs.frozen
 class ErrorEvent:
     """A stream ended with an error (only yielded by ``manager.stream(...,
     errors="event")``; by default the error is raised). ``partial`` holds the
@@ -365,7 +392,9 @@ class ErrorEvent:
 ProviderEvent: TypeAlias = TextDelta | ToolCallDelta | UsageEvent | FinishEvent
 """What a provider driver's ``stream()`` yields."""
 
-StreamEvent: TypeAlias = StreamStart | TextDelta | ToolCallDelta | UsageEvent | FinishEvent | ErrorEvent
+StreamEvent: TypeAlias = (
+    StreamStart | TextDelta | ToolCallDelta | UsageEvent | FinishEvent | ErrorEvent | StreamFailover
+)
 """What ``ProviderManager.stream()`` yields."""
 
 

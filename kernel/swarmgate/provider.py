@@ -40,13 +40,17 @@ if TYPE_CHECKING:
 class ProviderCall:
     """One call to a driver: the request, which model (config ``model``
     name; ``upstream_model`` is what to send), its config, and the timeout
-    in seconds."""
+    in seconds (for a whole non-streamed call). Streams have their own:
+    ``first_token_timeout`` until the first token, ``stream_idle_timeout``
+    between events after it (both default to ``timeout``)."""
 
     request: CompletionRequest
     model: str
     upstream_model: str
     model_config: ModelConfig
     timeout: float
+    first_token_timeout: float = attrs.field(default=attrs.Factory(lambda self: self.timeout, takes_self=True))
+    stream_idle_timeout: float = attrs.field(default=attrs.Factory(lambda self: self.timeout, takes_self=True))
 
     @property
     def max_tokens(self) -> int | None:
@@ -66,10 +70,14 @@ class Provider(abc.ABC):
     provider-type keys of a provider's config (the kernel structures and
     validates them, naming bad paths; ``None`` means the type takes no
     extra keys). ``requires_api_key``: refuse a config without ``apiKey``.
+    ``supports_prefill``: the upstream continues a trailing assistant message.
     """
 
     settings_class: ClassVar[type | None] = None
     requires_api_key: ClassVar[bool] = False
+    #: Whether the upstream continues a trailing assistant message (prefill):
+    #: a stream broken mid-answer can then continue here instead of restarting.
+    supports_prefill: ClassVar[bool] = False
 
     def __init__(self, name: str, config: ProviderConfig, settings: Any = None) -> None:
         self.name = name

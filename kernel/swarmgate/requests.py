@@ -15,7 +15,7 @@ import attrs
 
 from swarmgate.config import snake
 from swarmgate.errors import InvalidRequestError
-from swarmgate.models import CompletionRequest, Constraints, Message, Preferences
+from swarmgate.models import CompletionRequest, Constraints, Message, Preferences, RequestTimeouts
 
 _FIELDS = frozenset(a.name for a in attrs.fields(CompletionRequest))
 _OPTION_FIELDS = frozenset(
@@ -41,6 +41,22 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise InvalidRequestError(f"'{name}' must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def parse_timeouts(data: Any) -> RequestTimeouts:
+    """``{"firstToken": ms, "streamIdle": ms, "total": ms}`` as :class:`RequestTimeouts`."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError(f"'timeouts' must be an object, got {data!r}")
+    norm = {snake(k): v for k, v in data.items()}
+    unknown = set(norm) - {"first_token", "stream_idle", "total"}
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown key(s) in 'timeouts': {sorted(unknown)} (known: firstToken, streamIdle, total)"
+        )
+    for key, value in norm.items():
+        if _number(f"timeouts.{key}", value) is not None and value <= 0:
+            raise InvalidRequestError(f"'timeouts.{key}' must be a positive number of milliseconds, got {value}")
+    return RequestTimeouts(**norm)
 
 
 def parse_preferences(data: Any) -> Preferences:
@@ -148,6 +164,8 @@ def parse_request(data: Mapping[str, Any]) -> CompletionRequest:
             norm.pop(key, None)
         elif not isinstance(norm[key], Mapping):
             raise InvalidRequestError(f"'{key}' must be an object")
+    if norm.get("timeouts") is not None and not isinstance(norm["timeouts"], RequestTimeouts):
+        norm["timeouts"] = parse_timeouts(norm["timeouts"])
     if "stream" in norm and not isinstance(norm["stream"], bool):
         raise InvalidRequestError(f"'stream' must be true or false, got {norm['stream']!r}")
     messages: list[Message | Mapping[str, Any]] = []

@@ -167,6 +167,9 @@ class ClaudeProvider(Provider):
     """A provider speaking Anthropic's Messages API (see the package docstring)."""
 
     settings_class: ClassVar[type | None] = ClaudeSettings
+    #: The Messages API continues a trailing assistant message (prefill), so a
+    #: stream broken elsewhere can continue here (routing.streamFailover).
+    supports_prefill: ClassVar[bool] = True
 
     def __init__(self, name: str, config: ProviderConfig, settings: ClaudeSettings | None = None) -> None:
         super().__init__(name, config, settings if settings is not None else ClaudeSettings())

@@ -935,3 +935,17 @@ async def test_client_lifecycle() -> None:
     assert client.is_closed
     with pytest.raises(RuntimeError, match="not started"):
         _ = provider.client
+
+
+@pytest.mark.anyio
+async def test_a_trailing_assistant_message_is_sent_as_prefill() -> None:
+    """supports_prefill: the partial answer goes last, as an assistant turn."""
+    assert ClaudeProvider.supports_prefill
+    async with serve() as server, manager_for(server.url) as manager:
+        await manager.complete(
+            messages=[{"role": "user", "content": "count"}, {"role": "assistant", "content": "one two "}],
+            model=MODEL,
+        )
+        body = sent_body(server)
+    assert body["messages"][-1]["role"] == "assistant"
+    assert "one two" in str(body["messages"][-1]["content"])
