@@ -92,6 +92,19 @@ NO_TIMEOUTS = TimeoutsConfig()
 
 
 @attrs.frozen
+class HedgingConfig:
+    """Hedged requests (``routing.hedging``, off by default): when a
+    non-streamed answer has not arrived after ``delay`` ms (default: the
+    target's predicted p95 latency), the same request also goes to the next
+    candidate; the first answer wins and the other is cancelled. At most
+    ``maxRatio`` of requests are hedged (the hedge budget)."""
+
+    enabled: bool = False
+    delay: float | None = None
+    max_ratio: float = 0.1
+
+
+@attrs.frozen
 class ProviderConfig:
     """One configured provider. ``type`` names its driver (entry point in
     ``swarmgate.providers``); ``timeout`` is milliseconds. Keys this class
@@ -151,6 +164,7 @@ class RoutingConfig:
     strategy: str = "priority"
     timeouts: TimeoutsConfig = NO_TIMEOUTS
     stream_failover: str = "error"
+    hedging: HedgingConfig = attrs.field(factory=HedgingConfig)
     fallback_enabled: bool = True
     fallback_chains: tuple[tuple[str, ...], ...] = ()
     load_balancing: LoadBalancingConfig = attrs.field(factory=LoadBalancingConfig)
@@ -614,6 +628,11 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
                 f"expected one of {sorted(STREAM_FAILOVER)}, got {config.routing.stream_failover!r}",
             )
         )
+    hedging = config.routing.hedging
+    if not 0 <= hedging.max_ratio <= 1:
+        problems.append(("routing.hedging.maxRatio", "must be between 0 and 1"))
+    if hedging.delay is not None and hedging.delay <= 0:
+        problems.append(("routing.hedging.delay", "must be a positive number of milliseconds"))
     timeouts = [("routing.timeouts", config.routing.timeouts)]
     timeouts += [(f"providers.{n}.timeouts", p.timeouts) for n, p in config.providers.items()]
     for where, value in timeouts:

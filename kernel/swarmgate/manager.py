@@ -85,6 +85,10 @@ log = get_logger("swarmgate.manager")
 
 #: Upper bound on attempts for one request, whatever plugins decide.
 MAX_ATTEMPTS = 32
+#: Hedge budget burst: how many hedges may happen back to back.
+HEDGE_BURST = 5.0
+#: Observations a target needs before its moving average sets a hedge delay.
+HEDGE_MIN_SAMPLES = 10
 #: The default ``timeouts.total`` of a request (all attempts included), in milliseconds.
 DEFAULT_TOTAL_TIMEOUT_MS = 600_000.0
 
@@ -209,6 +213,7 @@ class ProviderManager:
         #: predictor that several strategies read). Set in ``plugin_setup``.
         self.extensions: dict[str, Any] = {}
         self._key_templates: dict[str, str] = {}
+        self._hedge_tokens: float | None = None  # the hedge budget; None while hedging is off
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -237,6 +242,7 @@ class ProviderManager:
                 )
         config = load_config(source, env=self._env)
         self._config = config
+        self._hedge_tokens = HEDGE_BURST if config.routing.hedging.enabled else None
         self._key_templates = key_templates(source)
         self._state = self._make_state(config)
         self._strategies[config.routing.strategy] = self._load_strategy(config.routing.strategy, "routing.strategy")
@@ -757,8 +763,18 @@ class ProviderManager:
             if handle is None:
                 index += 1
                 continue
+            hedge = self._hedge(targets, index, context) if self._hedge_tokens is not None else None
             try:
-                reply, attempt = await self._attempt(handle, target, req, context)
+                if hedge is None:
+                    reply, attempt = await self._attempt(handle, target, req, context)
+                else:
+                    reply, attempt = await self._hedged(handle, target, hedge, req, context)
+            except _BothFailed as both:
+                last_error = both.errors[-1]
+                for failed, error in zip(both.targets, both.errors, strict=True):
+                    await self.plugins.on_failure(req, failed, error, context)
+                index += 2
+                continue
             except SwarmgateError as error:
                 last_error = error
                 action, index = await self._decide(req, target, error, context, targets, index)
@@ -769,6 +785,86 @@ class ProviderManager:
             await self.plugins.after_response(req, response, context)
             return response
         raise self._exhausted(context, last_error)
+
+    def _hedge(
+        self, targets: list[Target], index: int, context: RequestContext
+    ) -> tuple[ProviderHandle, Target, float] | None:
+        """The backup to hedge ``targets[index]`` with, and after how many
+        seconds, if hedging is on, a next target exists, a delay is known and
+        the hedge budget allows; else ``None``."""
+        hedging = self.config.routing.hedging
+        assert self._hedge_tokens is not None
+        self._hedge_tokens = min(HEDGE_BURST, self._hedge_tokens + hedging.max_ratio)
+        if index + 1 >= len(targets) or self._hedge_tokens < 1.0 or len(context.attempts) > 0:
+            return None
+        backup = targets[index + 1]
+        handle = self._handles.get(backup.provider)
+        if handle is None:
+            return None
+        delay_ms = hedging.delay
+        if delay_ms is None:
+            predictor = self.extensions.get("predict")
+            estimate = getattr(predictor, "hedge_delay", None)
+            delay_ms = estimate(targets[index]) if estimate is not None else None
+        if delay_ms is None:
+            stats = self._stats.get(targets[index])
+            if stats is None or stats.latency is None or stats.requests < HEDGE_MIN_SAMPLES:
+                return None
+            delay_ms = stats.latency * 2.0  # a moving average's rough p95 when no predictor is loaded
+        self._hedge_tokens -= 1.0
+        return handle, backup, delay_ms / 1000.0
+
+    async def _hedged(
+        self,
+        handle: ProviderHandle,
+        target: Target,
+        hedge: tuple[ProviderHandle, Target, float],
+        request: CompletionRequest,
+        context: RequestContext,
+    ) -> tuple[ProviderReply, Attempt]:
+        """Run the attempt on ``target``; if it is still going after the hedge
+        delay, start the same request on the backup too. The first answer
+        wins and the other attempt is cancelled (recorded as ``cancelled``).
+        A primary that fails before the delay raises its error (normal
+        failover follows); if both fail, :class:`_BothFailed`."""
+        backup_handle, backup, delay = hedge
+        won: list[tuple[ProviderReply, Attempt]] = []
+        failed: dict[Target, SwarmgateError] = {}
+        primary_over = anyio.Event()
+
+        async def run(h: ProviderHandle, t: Target, scope: anyio.CancelScope) -> None:
+            started = time.perf_counter()
+            try:
+                won.append(await self._attempt(h, t, request, context))
+                scope.cancel()
+            except SwarmgateError as error:
+                failed[t] = error
+            except anyio.get_cancelled_exc_class():
+                latency = (time.perf_counter() - started) * 1000.0
+                context.attempts.append(
+                    Attempt(
+                        t.provider, t.model, False, latency, 0.0, TokenUsage(), None, "cancelled", "lost the hedge race"
+                    )
+                )
+                raise
+            finally:
+                if t == target:
+                    primary_over.set()
+
+        async def run_backup(scope: anyio.CancelScope) -> None:
+            with anyio.move_on_after(delay):
+                await primary_over.wait()
+            if not primary_over.is_set():
+                await run(backup_handle, backup, scope)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run, handle, target, group.cancel_scope)
+            group.start_soon(run_backup, group.cancel_scope)
+        if won:
+            return won[0]
+        if backup in failed:
+            raise _BothFailed([target, backup], [failed[target], failed[backup]])
+        raise failed[target]
 
     def _not_ready(self) -> None:
         state = "closed" if self._closed else "not initialized: await manager.initialize() first (or use 'async with')"
@@ -1254,6 +1350,15 @@ class ProviderManager:
 
 
 _NO_MODEL = ModelConfig()
+
+
+class _BothFailed(Exception):
+    """Both attempts of a hedged pair failed (each already recorded)."""
+
+    def __init__(self, targets: list[Target], errors: list[SwarmgateError]) -> None:
+        super().__init__("both hedged attempts failed")
+        self.targets = targets
+        self.errors = errors
 
 
 @attrs.define

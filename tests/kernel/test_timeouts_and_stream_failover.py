@@ -152,3 +152,43 @@ async def test_bad_timeouts_are_named() -> None:
     async with ProviderManager(config(), drivers=DRIVERS) as manager:
         with pytest.raises(InvalidRequestError, match="unknown key"):
             await manager.complete(prompt="hi", timeouts={"firstTok": 1})
+
+
+async def test_hedging_sends_a_slow_request_to_the_next_target_too() -> None:
+    cfg = config(hedging={"enabled": True, "delay": 50})
+    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+        scripted(manager, "primary").push(Outcome("slow primary", delay=0.5))
+        scripted(manager, "backup").push(Outcome("fast backup", delay=0.01))
+        started = anyio.current_time()
+        response = await manager.complete(prompt="hi", model="m")
+        elapsed = anyio.current_time() - started
+        handle = manager.handle("primary")
+        assert handle is not None
+        assert handle.inflight == 0
+    assert response.content == "fast backup"
+    assert response.provider == "backup"
+    assert elapsed < 0.4
+    kinds = {(a.provider, a.error_kind) for a in response.attempts}
+    assert ("primary", "cancelled") in kinds
+
+
+async def test_no_hedge_when_the_primary_answers_in_time_or_fails_first() -> None:
+    cfg = config(hedging={"enabled": True, "delay": 100})
+    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+        response = await manager.complete(prompt="hi", model="m")
+        assert [a.provider for a in response.attempts] == ["primary"]
+        scripted(manager, "primary").push(ServerError("down"))
+        response = await manager.complete(prompt="hi", model="m")
+        assert [(a.provider, a.ok) for a in response.attempts] == [("primary", False), ("backup", True)]
+        assert not scripted(manager, "backup").calls[0].request.stream
+
+
+async def test_the_hedge_budget_caps_extra_requests() -> None:
+    cfg = config(hedging={"enabled": True, "delay": 1, "maxRatio": 0.1})
+    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+        for _ in range(20):
+            scripted(manager, "primary").push(Outcome("slow", delay=0.03))
+        for _ in range(20):
+            await manager.complete(prompt="hi", model="m")
+        backup_calls = len(scripted(manager, "backup").calls)
+    assert 5 <= backup_calls <= 7
