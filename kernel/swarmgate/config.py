@@ -140,10 +140,13 @@ class ProviderConfig:
 
 @attrs.frozen
 class LoadBalancingConfig:
-    """``algorithm`` names a balancer (entry point in ``swarmgate.balancers``)."""
+    """``algorithm`` names a balancer (entry point in ``swarmgate.balancers``);
+    other keys are kept in ``settings`` for the balancer, which validates them
+    against its own ``settings_class``."""
 
     algorithm: str = "round-robin"
     weights: dict[str, float] = attrs.field(factory=dict)
+    settings: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -279,7 +282,11 @@ def _structure_load_balancing(value: Any, _: Any) -> LoadBalancingConfig:
         return LoadBalancingConfig(algorithm=value)
     if not isinstance(value, Mapping):
         raise TypeError(f"expected an algorithm name or an object, got {_show(value)}")
-    return _LB_FN(value, LoadBalancingConfig)  # type: ignore[no-any-return]
+    if "settings" in value:
+        raise TypeError("'settings' is reserved: put balancer settings at the top level of loadBalancing")
+    core = {k: v for k, v in value.items() if k in ("algorithm", "weights")}
+    core["settings"] = {k: v for k, v in value.items() if k not in ("algorithm", "weights")}
+    return _LB_FN(core, LoadBalancingConfig)  # type: ignore[no-any-return]
 
 
 _PROVIDER_KEYS = frozenset(camel(a.name) for a in attrs.fields(ProviderConfig)) - {"settings"}
@@ -448,6 +455,8 @@ def parse_section(cls: type[T], data: Any, path: str, *, source: str | None = No
 def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
     """The config as camelCase JSON-ready data (API keys and proxy URLs masked)."""
     data: dict[str, Any] = converter.unstructure(config)
+    balancing = data.get("routing", {}).get("loadBalancing", {})
+    balancing.update(balancing.pop("settings", {}) or {})
     for provider in data.get("providers", {}).values():
         settings = provider.pop("settings", {}) or {}
         provider.update(settings)

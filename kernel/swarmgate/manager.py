@@ -85,6 +85,8 @@ log = get_logger("swarmgate.manager")
 
 #: Upper bound on attempts for one request, whatever plugins decide.
 MAX_ATTEMPTS = 32
+#: Candidate plans kept per manager before the cache is dropped and rebuilt.
+MAX_CACHED_PLANS = 4096
 #: Hedge budget burst: how many hedges may happen back to back.
 HEDGE_BURST = 5.0
 #: Observations a target needs before its moving average sets a hedge delay.
@@ -249,6 +251,14 @@ class ProviderManager:
         self._balancer = self._load_routing_driver(
             registry.BALANCERS, config.routing.load_balancing.algorithm, "routing.loadBalancing.algorithm"
         )
+        balancing = config.routing.load_balancing
+        if balancing.settings and getattr(type(self._balancer), "settings_class", None) is None:
+            raise ConfigError(
+                [
+                    (f"routing.loadBalancing.{key}", f"unknown key for load balancer {balancing.algorithm!r}")
+                    for key in sorted(balancing.settings)
+                ]
+            )
         handles: dict[str, ProviderHandle] = {}
         try:
             for name, provider_config in config.providers.items():
@@ -321,6 +331,15 @@ class ProviderManager:
         """The configured priority of provider ``name`` (lower is tried first)."""
         handle = self._handles.get(name)
         return handle.config.priority if handle else 1_000_000
+
+    def weight_of(self, name: str) -> float:
+        """Provider ``name``'s load-balancing weight: ``routing.loadBalancing.weights``,
+        else its own ``weight`` (1.0 for an unknown provider)."""
+        weights = self.config.routing.load_balancing.weights
+        if name in weights:
+            return weights[name]
+        handle = self._handles.get(name)
+        return handle.config.weight if handle else 1.0
 
     def stats(self, target: Target) -> TargetStats:
         """Live statistics of one target (created on first use)."""
@@ -561,6 +580,8 @@ class ProviderManager:
         key = (request.model, request.provider)
         plan = self._plans.get(key)
         if plan is None:
+            if len(self._plans) >= MAX_CACHED_PLANS:  # arbitrary model names to pass-through providers
+                self._plans.clear()
             plan = self._plans[key] = self._make_plan(request.model, request.provider)
         return plan
 

@@ -191,7 +191,7 @@ class TokenUsage:
 ZERO_USAGE = TokenUsage()
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Target:
     """One place a request can go: a configured provider and one of its models."""
 

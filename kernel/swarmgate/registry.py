@@ -38,10 +38,8 @@ KNOWN_DISTRIBUTIONS: Mapping[tuple[str, str], str] = {
     (STRATEGIES, "performance-optimized"): "swarmgate-performance",
     (STRATEGIES, "reliability-optimized"): "swarmgate-reliability",
     (STRATEGIES, "intelligent"): "swarmgate-intelligent",
-    (BALANCERS, "weighted-round-robin"): "swarmgate-balancers",
-    (BALANCERS, "least-outstanding"): "swarmgate-balancers",
-    (BALANCERS, "p2c-ewma"): "swarmgate-balancers",
-    (BALANCERS, "sticky"): "swarmgate-balancers",
+    (BALANCERS, "weighted-round-robin"): "swarmgate-wrr",
+    (BALANCERS, "p2c-ewma"): "swarmgate-p2c",
     (EXPORTERS, "prometheus"): "swarmgate-prometheus",
 }
 

@@ -167,7 +167,7 @@ async def test_unknown_provider_type_names_the_path_and_distribution() -> None:
 @pytest.mark.anyio
 async def test_missing_strategy_plugin_names_its_distribution() -> None:
     manager = ProviderManager(
-        {"providers": {"a": {"type": "scripted", "models": {"m": {}}}}, "routing": {"strategy": "cost-optimized"}},
+        {"providers": {"a": {"type": "scripted", "models": {"m": {}}}}, "routing": {"strategy": "cheapest-first"}},
         drivers={"swarmgate.providers": {"scripted": ScriptedProvider}},
     )
     with pytest.raises(
