@@ -171,7 +171,7 @@ async def test_missing_strategy_plugin_names_its_distribution() -> None:
         drivers={"swarmgate.providers": {"scripted": ScriptedProvider}},
     )
     with pytest.raises(
-        PluginError, match=r"routing.strategy: unknown routing strategy 'cost-optimized'.*'swarmgate-cost'"
+        PluginError, match=r"routing.strategy: unknown routing strategy 'cheapest-first'.*'swarmgate-cheapest-first'"
     ):
         await manager.initialize()
 
