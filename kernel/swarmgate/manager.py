@@ -169,6 +169,8 @@ class ProviderHandle:
     closed: bool = False
     healthy: bool = True
     health_detail: str = ""
+    #: Health marks by source (a health monitor, a breaker, ...); healthy only if all agree.
+    health_marks: dict[str, tuple[bool, str]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -374,13 +376,17 @@ class ProviderManager:
 
     # -- health --------------------------------------------------------------
 
-    def set_health(self, name: str, healthy: bool, detail: str = "") -> None:
-        """Mark a provider healthy or not (health monitors and breakers call
-        this). Unhealthy providers are tried only after every healthy one."""
+    def set_health(self, name: str, healthy: bool, detail: str = "", *, source: str = "default") -> None:
+        """Mark a provider healthy or not, on behalf of ``source`` (a health
+        monitor, a breaker, ...): it counts as healthy only while every source
+        says so. Unhealthy providers are tried only after every healthy one."""
         handle = self._handles.get(name)
-        if handle is not None:
-            handle.healthy = healthy
-            handle.health_detail = detail
+        if handle is None:
+            return
+        handle.health_marks[source] = (healthy, detail)
+        sick = [d or s for s, (ok, d) in handle.health_marks.items() if not ok]
+        handle.healthy = not sick
+        handle.health_detail = "; ".join(sick)
 
     async def check_health(self, name: str | None = None) -> dict[str, HealthStatus]:
         """Probe one provider (or all) through the ``health_probe`` hook,
@@ -394,7 +400,9 @@ class ProviderManager:
                 results[n] = HealthStatus(False, detail="unknown provider")
                 return
             started = time.perf_counter()
-            status = await self.plugins.health_probe(self, n, handle.provider)
+            status = HealthStatus(False, detail=f"no answer to the health probe within {handle.config.timeout:g} ms")
+            with anyio.move_on_after(handle.config.timeout / 1000.0):
+                status = await self.plugins.health_probe(self, n, handle.provider)
             if status.latency is None:
                 status = attrs.evolve(status, latency=(time.perf_counter() - started) * 1000.0)
             results[n] = status

@@ -546,3 +546,31 @@ async def test_filter_targets_switch_and_refresh_credentials() -> None:
         env["KEY"] = "new-key-5678"
         assert await manager.refresh_credentials("spare")
         assert manager.config.providers["spare"].api_key == "new-key-5678"
+
+
+async def test_health_marks_from_several_sources_must_all_agree() -> None:
+    async with await make() as manager:
+        manager.set_health("cheap", False, "probe failed", source="health")
+        manager.set_health("cheap", False, "circuit open", source="breaker")
+        manager.set_health("cheap", True, source="health")
+        handle = manager.handle("cheap")
+        assert handle is not None
+        assert not handle.healthy
+        assert handle.health_detail == "circuit open"
+        manager.set_health("cheap", True, source="breaker")
+        assert handle.healthy
+
+
+async def test_a_hanging_health_probe_is_bounded_by_the_provider_timeout() -> None:
+    class Hanging(ScriptedProvider):
+        async def health_check(self) -> Any:
+            await anyio.sleep(10)
+
+    cfg = config()
+    cfg["providers"]["cheap"]["type"] = "hanging"
+    drivers = {"swarmgate.providers": {"scripted": ScriptedProvider, "hanging": Hanging}}
+    async with ProviderManager(cfg, drivers=drivers) as manager:
+        with anyio.fail_after(2):
+            status = (await manager.check_health("cheap"))["cheap"]
+    assert not status.healthy
+    assert "within 500 ms" in status.detail
