@@ -125,6 +125,10 @@ class ScriptedReply:
     ``malformed_at=N`` sends a non-JSON data line instead of chunk N (at or
     past the last chunk: just before the closing frames). ``model``
     overrides the model the answer reports (default: echo the request's).
+    ``reset`` closes the connection after reading the request, before any
+    response headers (a connection reset). ``drop_terminator`` streams
+    everything but the wire's last closing frame (OpenAI's ``[DONE]``,
+    Anthropic's ``message_stop``) and then ends the response cleanly.
     """
 
     status: int = 200
@@ -144,6 +148,8 @@ class ScriptedReply:
     tool_calls: tuple[dict[str, Any], ...] | None = attrs.field(default=None, converter=_opt_tuple)
     body: bytes | None = None
     model: str | None = None
+    reset: bool = False
+    drop_terminator: bool = False
 
     @classmethod
     def error(
@@ -519,6 +525,9 @@ class FakeUpstream:
         reply = self._queue.popleft() if self._queue else self.default
         if reply.delay > 0:
             await anyio.sleep(reply.delay)
+        if reply.reset:
+            await stream.aclose()
+            return False
         if reply.body is not None:
             return await self._send_body(conn, stream, reply, reply.body)
         if not reply.ok:
@@ -576,7 +585,8 @@ class FakeUpstream:
                 await anyio.sleep(reply.chunk_delay)
         if reply.malformed_at is not None and reply.malformed_at >= count:
             await self._send(conn, stream, h11.Data(data=self.wire.render_malformed()))
-        for frame in plan.tail:
+        tail = plan.tail[:-1] if reply.drop_terminator else plan.tail
+        for frame in tail:
             await self._send(conn, stream, h11.Data(data=frame))
         await self._send(conn, stream, h11.EndOfMessage())
         return True
