@@ -693,6 +693,22 @@ class ProviderManager:
                     dropped.append(f"{target}: predicted cost {cost:.6f} > maxCost {limits.max_cost}")
                     continue
             if limits.max_latency is not None or limits.min_reliability is not None:
+                predictor = self.extensions.get("predict")
+                if predictor is not None and getattr(predictor, "learning", False):
+                    prediction = predictor.predict(target, request)
+                    if limits.max_latency is not None and prediction.latency_ms > limits.max_latency:
+                        dropped.append(
+                            f"{target}: predicted latency {prediction.latency_ms:.0f}ms > maxLatency {limits.max_latency}"
+                        )
+                        continue
+                    if limits.min_reliability is not None and prediction.reliability < limits.min_reliability:
+                        dropped.append(
+                            f"{target}: predicted reliability {prediction.reliability:.3f}"
+                            f" < minReliability {limits.min_reliability}"
+                        )
+                        continue
+                    passed.append(target)
+                    continue
                 stats = self._stats.get(target)
                 if stats is not None:
                     if (
@@ -792,7 +808,7 @@ class ProviderManager:
             if handle is None:
                 index += 1
                 continue
-            hedge = self._hedge(targets, index, context) if self._hedge_tokens is not None else None
+            hedge = self._hedge(req, targets, index, context) if self._hedge_tokens is not None else None
             try:
                 if hedge is None:
                     reply, attempt = await self._attempt(handle, target, req, context)
@@ -816,7 +832,7 @@ class ProviderManager:
         raise self._exhausted(context, last_error)
 
     def _hedge(
-        self, targets: list[Target], index: int, context: RequestContext
+        self, request: CompletionRequest, targets: list[Target], index: int, context: RequestContext
     ) -> tuple[ProviderHandle, Target, float] | None:
         """The backup to hedge ``targets[index]`` with, and after how many
         seconds, if hedging is on, a next target exists, a delay is known and
@@ -834,7 +850,7 @@ class ProviderManager:
         if delay_ms is None:
             predictor = self.extensions.get("predict")
             estimate = getattr(predictor, "hedge_delay", None)
-            delay_ms = estimate(targets[index]) if estimate is not None else None
+            delay_ms = estimate(targets[index], request) if estimate is not None else None
         if delay_ms is None:
             stats = self._stats.get(targets[index])
             if stats is None or stats.latency is None or stats.requests < HEDGE_MIN_SAMPLES:
@@ -1153,6 +1169,7 @@ class ProviderManager:
                 last_error = error
                 announced = announced or outcome.started
                 if outcome.started and not self._may_continue(error, targets, index, context):
+                    await self.plugins.on_failure(req, target, error, context)  # observers learn; no choice left
                     if errors == "event":
                         yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)
                         return
