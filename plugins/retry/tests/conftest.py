@@ -1,0 +1,17 @@
+"""Shared set-up of the retry plugin's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmgate.plugins import ALLOW_ENV, BLOCK_ENV
+
+
+@pytest.fixture(autouse=True)
+def _kernel_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the kernel's own plugins load from entry points: the tests pass
+    their RetryPlugin (seeded) in code, and another installed plugin
+    (breaker, health, ...) must not change what they observe. The test
+    against a real upstream widens this list itself."""
+    monkeypatch.setenv(ALLOW_ENV, "swarmgate")
+    monkeypatch.delenv(BLOCK_ENV, raising=False)
