@@ -151,6 +151,10 @@ class RequestContext:
     fallback: tuple[Target, ...] = ()
     #: When the whole request must be over (anyio clock; ``timeouts.total``).
     deadline: float = math.inf
+    #: The targets in the order they will be tried (a live list: switches insert into it)
+    #: and the index of the one being tried.
+    targets: list[Target] = attrs.field(factory=list)
+    index: int = 0
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request started."""
@@ -799,11 +803,12 @@ class ProviderManager:
         req, early = await self.plugins.before_request(req, context)
         if early is not None:
             return early
-        targets = await self._targets(req, context)
+        targets = context.targets = await self._targets(req, context)
         index = 0
         last_error: SwarmgateError | None = None
         while index < len(targets):
             target = targets[index]
+            context.index = index
             handle = self._handles.get(target.provider)
             if handle is None:
                 index += 1
@@ -1059,6 +1064,9 @@ class ProviderManager:
         if decision.action == "switch" and decision.target is not None:
             if decision.target.provider not in self._handles:
                 return "next", index + 1
+            later = targets[index + 1 :]
+            if decision.target in later:
+                targets.pop(index + 1 + later.index(decision.target))  # tried now, not twice
             targets.insert(index + 1, decision.target)
             return "next", index + 1
         if decision.action == "abort":
@@ -1143,7 +1151,7 @@ class ProviderManager:
                 yield UsageEvent(early.tokens, early.cost)
                 yield FinishEvent(early.finish_reason, early)
                 return
-            targets = await self._targets(req, context)
+            targets = context.targets = await self._targets(req, context)
         except SwarmgateError as error:
             if errors == "event":
                 yield ErrorEvent(error)
@@ -1156,6 +1164,7 @@ class ProviderManager:
         attempt_request = req
         while index < len(targets):
             target = targets[index]
+            context.index = index
             handle = self._handles.get(target.provider)
             if handle is None:
                 index += 1

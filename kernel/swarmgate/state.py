@@ -99,6 +99,7 @@ class MemoryStateStore:
         self._clock = clock
         self._values: dict[str, tuple[bytes | float, float]] = {}
         self._windows: dict[str, deque[tuple[float, float]]] = {}
+        self._window_sums: dict[str, float] = {}  # running totals, so reads are O(expired), not O(n)
         self._buckets: dict[str, _Bucket] = {}
 
     def _live(self, key: str) -> tuple[bytes | float, float] | None:
@@ -124,6 +125,7 @@ class MemoryStateStore:
             existed = self._live(key) is not None
             self._values.pop(key, None)
             existed |= self._windows.pop(key, None) is not None
+            self._window_sums.pop(key, None)
             existed |= self._buckets.pop(key, None) is not None
             found += existed
         return found
@@ -145,17 +147,21 @@ class MemoryStateStore:
     def _trim(self, key: str, window: float) -> deque[tuple[float, float]]:
         points = self._windows.setdefault(key, deque())
         horizon = self._clock() - window
+        total = self._window_sums.get(key, 0.0)
         while points and points[0][0] <= horizon:
-            points.popleft()
+            total -= points.popleft()[1]
+        self._window_sums[key] = total if points else 0.0
         return points
 
     async def window_add(self, key: str, amount: float, window: float) -> float:
         points = self._trim(key, window)
         points.append((self._clock(), amount))
-        return sum(v for _, v in points)
+        self._window_sums[key] += amount
+        return self._window_sums[key]
 
     async def window_total(self, key: str, window: float) -> float:
-        return sum(v for _, v in self._trim(key, window))
+        self._trim(key, window)
+        return self._window_sums[key]
 
     async def take_tokens(self, key: str, *, rate: float, capacity: float, tokens: float = 1.0) -> BucketResult:
         now = self._clock()
@@ -174,4 +180,5 @@ class MemoryStateStore:
     async def aclose(self) -> None:
         self._values.clear()
         self._windows.clear()
+        self._window_sums.clear()
         self._buckets.clear()
