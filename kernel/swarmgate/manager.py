@@ -1184,6 +1184,8 @@ class ProviderManager:
                         return
                     raise self._with_attempts(error, context) from None
                 action, index = await self._decide(req, target, error, context, targets, index)
+                if action == "retry" and outcome.started:
+                    index += 1  # a broken stream continues on the next target, not again here
                 if action == "abort" or (announced and index >= len(targets)):
                     if errors == "event":
                         yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)

@@ -24,6 +24,7 @@ import contextlib
 import json
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -69,6 +70,8 @@ class RecordedRequest:
     json: Any
     body: bytes
     endpoint: Endpoint | None = None
+    #: When the request had been read (``time.monotonic()``), for spacing checks.
+    received_at: float = attrs.field(factory=time.monotonic, eq=False)
 
 
 def _opt_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
@@ -333,6 +336,12 @@ class FakeUpstream:
         self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- scripting -------------------------------------------------------------
+
+    def clear(self) -> int:
+        """Drop the replies still queued (the default answers from now on); returns how many."""
+        dropped = len(self._queue)
+        self._queue.clear()
+        return dropped
 
     def enqueue(self, *replies: ScriptedReply) -> None:
         """Queue replies for the next completion requests, in order
