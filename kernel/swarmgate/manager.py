@@ -1170,10 +1170,29 @@ class ProviderManager:
                 index += 1
                 continue
             outcome = _StreamOutcome(announce=not announced, prefix=delivered)
+            hedge = None
+            if self._hedge_tokens is not None and not announced:
+                hedge = self._hedge(req, targets, index, context)
             try:
-                async with aclosing(self._stream_attempt(handle, target, attempt_request, context, outcome)) as events:
+                if hedge is None:
+                    first: StreamEvent | None = None
+                    events = self._stream_attempt(handle, target, attempt_request, context, outcome)
+                else:
+                    index, outcome, events, first = await self._first_event_race(
+                        handle, target, hedge, attempt_request, context, index
+                    )
+                    target = targets[index]
+                async with aclosing(events):
+                    if first is not None:
+                        yield first
                     async for event in events:
                         yield event
+            except _BothFailed as both:
+                last_error = both.errors[-1]
+                for failed, failure in zip(both.targets, both.errors, strict=True):
+                    await self.plugins.on_failure(req, failed, failure, context)
+                index += 2
+                continue
             except SwarmgateError as error:
                 last_error = error
                 announced = announced or outcome.started
@@ -1205,6 +1224,84 @@ class ProviderManager:
             yield ErrorEvent(exhausted)
             return
         raise exhausted
+
+    async def _first_event_race(
+        self,
+        handle: ProviderHandle,
+        target: Target,
+        hedge: tuple[ProviderHandle, Target, float],
+        request: CompletionRequest,
+        context: RequestContext,
+        index: int,
+    ) -> tuple[int, _StreamOutcome, AsyncGenerator[StreamEvent, None], StreamEvent | None]:
+        """A hedged stream: start ``target``; if its first event has not come
+        after the hedge delay, start the backup (``targets[index + 1]``) too.
+        The first to produce an event wins and is returned (its index, its
+        outcome, its stream, and that first event); the other is cancelled
+        and recorded as such. A primary failing before the backup starts
+        raises its error; both failing raises :class:`_BothFailed`."""
+        backup_handle, backup, delay = hedge
+        lanes = [(index, target, handle), (index + 1, backup, backup_handle)]
+        outcomes = [_StreamOutcome(), _StreamOutcome()]
+        streams: list[AsyncGenerator[StreamEvent, None] | None] = [None, None]
+        started_at = [0.0, 0.0]
+        won: list[tuple[int, StreamEvent | None]] = []
+        failed: dict[int, SwarmgateError] = {}
+        primary_over = anyio.Event()
+
+        async def pull(lane: int, scope: anyio.CancelScope) -> None:
+            _, lane_target, lane_handle = lanes[lane]
+            started_at[lane] = time.perf_counter()
+            stream = streams[lane] = self._stream_attempt(lane_handle, lane_target, request, context, outcomes[lane])
+            try:
+                try:
+                    event: StreamEvent | None = await stream.__anext__()
+                except StopAsyncIteration:
+                    event = None
+                won.append((lane, event))
+                scope.cancel()
+            except SwarmgateError as error:
+                failed[lane] = error
+            except anyio.get_cancelled_exc_class():
+                latency = (time.perf_counter() - started_at[lane]) * 1000.0
+                context.attempts.append(
+                    Attempt(
+                        lane_target.provider,
+                        lane_target.model,
+                        False,
+                        latency,
+                        0.0,
+                        TokenUsage(),
+                        None,
+                        "cancelled",
+                        "lost the hedge race",
+                    )
+                )
+                raise
+            finally:
+                if lane == 0:
+                    primary_over.set()
+
+        async def pull_backup(scope: anyio.CancelScope) -> None:
+            with anyio.move_on_after(delay):
+                await primary_over.wait()
+            if not primary_over.is_set():
+                await pull(1, scope)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(pull, 0, group.cancel_scope)
+            group.start_soon(pull_backup, group.cancel_scope)
+        for lane, stream in enumerate(streams):
+            if stream is not None and not (won and won[0][0] == lane):
+                await stream.aclose()
+        if won:
+            lane, first = won[0]
+            winner = streams[lane]
+            assert winner is not None
+            return lanes[lane][0], outcomes[lane], winner, first
+        if 1 in failed:
+            raise _BothFailed([target, backup], [failed[0], failed[1]])
+        raise failed[0]
 
     def _may_continue(self, error: SwarmgateError, targets: list[Target], index: int, context: RequestContext) -> bool:
         """Whether a stream broken after output started goes on elsewhere."""

@@ -192,3 +192,26 @@ async def test_the_hedge_budget_caps_extra_requests() -> None:
             await manager.complete(prompt="hi", model="m")
         backup_calls = len(scripted(manager, "backup").calls)
     assert 5 <= backup_calls <= 7
+
+
+async def test_a_stream_whose_first_token_is_late_is_hedged() -> None:
+    cfg = config(hedging={"enabled": True, "delay": 50})
+    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+        scripted(manager, "primary").push(Outcome("slow primary", delay=0.5))
+        scripted(manager, "backup").push(Outcome("fast backup"))
+        started = anyio.current_time()
+        events = await collect(manager.stream(prompt="hi", model="m"))
+        elapsed = anyio.current_time() - started
+        for name in ("primary", "backup"):
+            handle = manager.handle(name)
+            assert handle is not None
+            assert handle.inflight == 0
+        scripted(manager, "primary").push(Outcome("quick primary"))
+        quick = await collect(manager.stream(prompt="hi", model="m"))
+        assert len(scripted(manager, "backup").calls) == 1
+    assert elapsed < 0.4
+    assert [e.provider for e in events if isinstance(e, StreamStart)] == ["backup"]
+    assert text(events) == "fast backup"
+    final = events[-1].response
+    assert ("primary", "cancelled") in {(a.provider, a.error_kind) for a in final.attempts}
+    assert text(quick) == "quick primary"
