@@ -2,27 +2,32 @@
 
 One pooled ``httpx.AsyncClient`` per provider (:func:`make_client`), the
 mapping of transport failures to the error taxonomy
-(:func:`transport_error`), ``Retry-After`` parsing, and a small SSE reader
+(:func:`transport_error`), ``Retry-After`` parsing, a small SSE reader
 (:func:`aiter_sse`): SSE framing is a dozen lines, and hand-writing it keeps
-one dependency off the hot path of every streamed token.
+one dependency off the hot path of every streamed token; and
+:class:`HTTPProvider`, the scaffolding that httpx-based drivers share.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
 
 import attrs
 import httpx
 
 from swarmgate.config import ProviderConfig
 from swarmgate.errors import (
+    InvalidRequestError,
     ProviderConnectionError,
     ProviderTimeoutError,
     ServerError,
     SwarmgateError,
 )
+from swarmgate.provider import Provider, ProviderCall
 
 
 def make_client(
@@ -134,3 +139,116 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[SSEEvent, Non
             event = value
     if data:
         yield SSEEvent(event or "message", "\n".join(data), tuple(comments))
+
+
+class HTTPProvider(Provider):
+    """Base class of drivers that speak HTTP through one pooled httpx client.
+
+    It holds the client (``_client``, an instance attribute: the ``proxy``
+    plugin finds httpx clients among a driver's attributes), opened by
+    :meth:`start` with :meth:`build_client` and closed by :meth:`aclose`, and
+    the helpers every such driver needs: per-request timeouts that honour
+    ``timeouts.connect`` (:meth:`request_timeout`, :meth:`probe_timeout`),
+    JSON encoding and decoding with the right errors (:meth:`encode_json`,
+    :meth:`_decode`), and API-key scrubbing (:meth:`_scrub`,
+    :meth:`_transport_error`). The wire format stays in the subclass, which
+    sets :attr:`endpoint` (default: the config's ``endpoint``) and usually
+    :meth:`default_headers`, and may replace the static methods
+    :meth:`json_loads` and :meth:`json_dumps` (with orjson's, say).
+    """
+
+    def __init__(self, name: str, config: ProviderConfig, settings: Any = None) -> None:
+        super().__init__(name, config, settings)
+        #: The API base URL (no trailing slash); subclasses set their own default.
+        self.endpoint = (config.endpoint or "").rstrip("/")
+        self._client: httpx.AsyncClient | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def default_headers(self) -> dict[str, str]:
+        """Headers sent with every request; the config's ``headers`` are laid
+        over them by :func:`make_client`. None by default."""
+        return {}
+
+    def build_client(self) -> httpx.AsyncClient:
+        """The pooled client (:func:`make_client` at :attr:`endpoint` with
+        :meth:`default_headers`); a subclass may override this to use
+        another transport (tests)."""
+        return make_client(self.config, base_url=self.endpoint, headers=self.default_headers())
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        if self._client is None:
+            self._client = self.build_client()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client; only between :meth:`start` and :meth:`aclose`."""
+        if self._client is None:
+            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
+        return self._client
+
+    # -- requests --------------------------------------------------------------------
+
+    def request_timeout(self, call: ProviderCall) -> httpx.Timeout:
+        """The timeout of one request for ``call``: ``call.timeout``, and
+        the configured connect timeout (:func:`connect_timeout`)."""
+        return httpx.Timeout(call.timeout, connect=connect_timeout(self.config))
+
+    def probe_timeout(self) -> httpx.Timeout:
+        """The timeout of a health probe: the provider's ``timeout``, and the
+        configured connect timeout (:func:`connect_timeout`)."""
+        return httpx.Timeout(self.config.timeout / 1000.0, connect=connect_timeout(self.config))
+
+    @staticmethod
+    def json_dumps(value: Any) -> bytes:
+        """``value`` as compact UTF-8 JSON."""
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @staticmethod
+    def json_loads(data: bytes | str) -> Any:
+        """Parsed JSON; raises ``ValueError`` for invalid JSON."""
+        return json.loads(data)
+
+    def encode_json(self, body: Any, model: str | None) -> bytes:
+        """``body`` encoded with :meth:`json_dumps`; a body that JSON cannot
+        express raises :class:`InvalidRequestError` naming the problem."""
+        try:
+            return self.json_dumps(body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(
+                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
+                provider=self.name,
+                model=model,
+            ) from exc
+
+    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
+        """``data`` parsed with :meth:`json_loads`; invalid JSON raises
+        :class:`ServerError` quoting its start (``what``: "answer", ...)."""
+        try:
+            return self.json_loads(data)
+        except ValueError as exc:
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+            snippet = self._scrub(text.strip()[:80])
+            raise ServerError(
+                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
+            ) from exc
+
+    # -- errors ----------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the API key (upstreams echo bad keys back)."""
+        key = self.config.api_key
+        return text.replace(key, "***") if key and key in text else text
+
+    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
+        """:func:`transport_error` for this provider, without the API key."""
+        error = transport_error(exc, provider=self.name, model=model)
+        scrubbed = self._scrub(error.message)
+        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)

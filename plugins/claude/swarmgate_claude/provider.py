@@ -34,7 +34,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import aiter_sse, make_client, parse_retry_after, transport_error
+from swarmgate.http import HTTPProvider, aiter_sse, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -45,7 +45,7 @@ from swarmgate.models import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.provider import Provider, ProviderCall
+from swarmgate.provider import ProviderCall
 from swarmgate_claude.convert import (
     convert_messages,
     convert_tool_choice,
@@ -163,7 +163,7 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-class ClaudeProvider(Provider):
+class ClaudeProvider(HTTPProvider):
     """A provider speaking Anthropic's Messages API (see the package docstring)."""
 
     settings_class: ClassVar[type | None] = ClaudeSettings
@@ -176,7 +176,6 @@ class ClaudeProvider(Provider):
         self.options: ClaudeSettings = self.settings
         #: The API base URL (no trailing slash).
         self.endpoint = (config.endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self._client: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -191,29 +190,6 @@ class ClaudeProvider(Provider):
         if self.options.anthropic_beta:
             headers["anthropic-beta"] = self.options.anthropic_beta
         return headers
-
-    def build_client(self) -> httpx.AsyncClient:
-        """The pooled client (``swarmgate.http.make_client``); a subclass
-        may override this to use another transport (tests)."""
-        return make_client(self.config, base_url=self.endpoint, headers=self.default_headers())
-
-    async def start(self) -> None:
-        """Open the connection pool."""
-        if self._client is None:
-            self._client = self.build_client()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client; only between :meth:`start` and :meth:`aclose`."""
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
-        return self._client
 
     # -- requests --------------------------------------------------------------------
 
@@ -267,27 +243,25 @@ class ClaudeProvider(Provider):
                 body[key] = value
         return body
 
-    def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
-        body = self.request_body(call, stream=stream)
-        try:
-            return _dumps(body)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
-                provider=self.name,
-                model=call.model,
-            ) from exc
+    @staticmethod
+    def json_dumps(value: Any) -> bytes:
+        """``value`` as compact JSON (orjson when installed)."""
+        return _dumps(value)
 
     @staticmethod
-    def _timeout(seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+    def json_loads(data: bytes | str) -> Any:
+        """Parsed JSON (orjson when installed)."""
+        return _loads(data)
+
+    def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
+        return self.encode_json(self.request_body(call, stream=stream), call.model)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """``POST /messages``; the answer as a :class:`ProviderReply`."""
         content = self._encode(call, stream=False)
         try:
             response = await self.client.post(
-                "/messages", content=content, headers=_JSON_HEADERS, timeout=self._timeout(call.timeout)
+                "/messages", content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
@@ -307,7 +281,7 @@ class ClaudeProvider(Provider):
             "/messages",
             content=self._encode(call, stream=True),
             headers=_STREAM_HEADERS,
-            timeout=self._timeout(call.timeout),
+            timeout=self.request_timeout(call),
         )
         try:
             response = await client.send(request, stream=True)
@@ -478,26 +452,6 @@ class ClaudeProvider(Provider):
 
     # -- errors ----------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
-        key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
-
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
-        error = transport_error(exc, provider=self.name, model=model)
-        scrubbed = self._scrub(error.message)
-        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)
-
-    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
-        try:
-            return _loads(data)
-        except ValueError as exc:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            snippet = self._scrub(text.strip()[:80])
-            raise ServerError(
-                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
-            ) from exc
-
     def _refusal(self, text: str, details: Any, model: str | None) -> ContentFilteredError:
         """The error for ``stop_reason: refusal``, with the refusal's category
         and explanation (``stop_details``) or the text the model wrote."""
@@ -588,7 +542,7 @@ class ClaudeProvider(Provider):
         try:
             with anyio.fail_after(timeout):
                 response = await self.client.get(
-                    "/models", headers={"accept": "application/json"}, timeout=self._timeout(timeout)
+                    "/models", headers={"accept": "application/json"}, timeout=self.probe_timeout()
                 )
         except TimeoutError:
             return HealthStatus(False, elapsed(), detail=f"GET /models: no answer within {timeout:g}s")

@@ -31,7 +31,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import aiter_sse, make_client, parse_retry_after, transport_error
+from swarmgate.http import HTTPProvider, aiter_sse, make_client, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -42,7 +42,7 @@ from swarmgate.models import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.provider import Provider, ProviderCall
+from swarmgate.provider import ProviderCall
 from swarmgate_http._paths import Path, PathError, compile_path
 from swarmgate_http._settings import (
     BODY_VARIABLES,
@@ -246,7 +246,7 @@ def _fragments(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-class HttpProvider(Provider):
+class HttpProvider(HTTPProvider):
     """A provider for any JSON REST API, described by its config (see the package docstring)."""
 
     settings_class: ClassVar[type | None] = HttpSettings
@@ -290,7 +290,6 @@ class HttpProvider(Provider):
         self._headers = self._render_headers(base)
         self._configured_headers = frozenset(name.lower() for name in config.headers)
         self._probe = self._compile_probe(base)
-        self._client: httpx.AsyncClient | None = None
 
     # -- start-up ------------------------------------------------------------------
 
@@ -381,24 +380,6 @@ class HttpProvider(Provider):
         rendered headers; a subclass may override this (tests)."""
         return make_client(attrs.evolve(self.config, headers={}), base_url=self.endpoint, headers=self._headers)
 
-    async def start(self) -> None:
-        """Open the connection pool."""
-        if self._client is None:
-            self._client = self.build_client()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client; only between :meth:`start` and :meth:`aclose`."""
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
-        return self._client
-
     # -- requests ------------------------------------------------------------------
 
     def request_body(self, call: ProviderCall, *, stream: bool) -> Any:
@@ -431,16 +412,7 @@ class HttpProvider(Provider):
 
     def _encode(self, call: ProviderCall, *, stream: bool) -> bytes | None:
         body = self.request_body(call, stream=stream)
-        if body is None:
-            return None
-        try:
-            return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
-                provider=self.name,
-                model=call.model,
-            ) from exc
+        return None if body is None else self.encode_json(body, call.model)
 
     def _request_headers(self, content: bytes | None, accept: str) -> dict[str, str]:
         """Per-request headers, except those the config sets itself."""
@@ -448,10 +420,6 @@ class HttpProvider(Provider):
         if content is not None:
             wanted["content-type"] = "application/json"
         return {name: value for name, value in wanted.items() if name not in self._configured_headers}
-
-    @staticmethod
-    def _timeout(seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """Send the rendered request; the answer read with ``response`` paths."""
@@ -462,7 +430,7 @@ class HttpProvider(Provider):
                 self.request_url(call, stream=False),
                 content=content,
                 headers=self._request_headers(content, "application/json"),
-                timeout=self._timeout(call.timeout),
+                timeout=self.request_timeout(call),
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
@@ -489,7 +457,7 @@ class HttpProvider(Provider):
             self.request_url(call, stream=True),
             content=content,
             headers=self._request_headers(content, _ACCEPT[spec.format]),
-            timeout=self._timeout(call.timeout),
+            timeout=self.request_timeout(call),
         )
         try:
             response = await client.send(request, stream=True)
@@ -722,26 +690,6 @@ class HttpProvider(Provider):
 
     # -- errors --------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
-        key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
-
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
-        error = transport_error(exc, provider=self.name, model=model)
-        scrubbed = self._scrub(error.message)
-        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)
-
-    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            snippet = self._scrub(text.strip()[:80])
-            raise ServerError(
-                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
-            ) from exc
-
     def _filtered(self, model: str | None) -> ContentFilteredError:
         return ContentFilteredError(
             "the upstream's content filter stopped the answer (finish reason: content_filter)",
@@ -812,7 +760,7 @@ class HttpProvider(Provider):
         try:
             with anyio.fail_after(timeout):
                 response = await self.client.request(
-                    probe.method, probe.url, headers={"accept": "application/json"}, timeout=self._timeout(timeout)
+                    probe.method, probe.url, headers={"accept": "application/json"}, timeout=self.probe_timeout()
                 )
         except TimeoutError:
             return HealthStatus(False, elapsed(), detail=f"{label}: no answer within {timeout:g}s")

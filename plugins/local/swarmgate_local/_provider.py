@@ -15,8 +15,8 @@ import attrs
 import httpx
 
 from swarmgate.config import ProviderConfig
-from swarmgate.errors import ContentFilteredError, InvalidRequestError, ServerError, SwarmgateError
-from swarmgate.http import make_client, parse_retry_after, transport_error
+from swarmgate.errors import ContentFilteredError, ServerError, SwarmgateError
+from swarmgate.http import HTTPProvider, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -27,7 +27,7 @@ from swarmgate.models import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.provider import Provider, ProviderCall
+from swarmgate.provider import ProviderCall
 from swarmgate_local import _ollama
 from swarmgate_local._errors import classify, refine
 from swarmgate_local._settings import DEFAULT_OLLAMA_ENDPOINT, DEFAULT_OPENAI_ENDPOINT, LocalSettings
@@ -69,7 +69,7 @@ class _StreamState:
     done: bool = False
 
 
-class LocalProvider(Provider):
+class LocalProvider(HTTPProvider):
     """A local LLM server: Ollama's native API (default) or, with
     ``"api": "openai"``, any OpenAI-compatible server (see the package
     docstring). No API key is needed; one that is configured is sent as a
@@ -92,7 +92,6 @@ class LocalProvider(Provider):
             )
         else:
             self.endpoint = ollama_base(config.endpoint or DEFAULT_OLLAMA_ENDPOINT)
-        self._client: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -107,36 +106,27 @@ class LocalProvider(Provider):
         overridden = {name.lower() for name in self.config.headers}
         return {name: value for name, value in headers.items() if name not in overridden}
 
-    def build_client(self) -> httpx.AsyncClient:
-        """The pooled client for the native API (``swarmgate.http.make_client``);
-        a subclass may override this to use another transport (tests)."""
-        return make_client(self.config, base_url=self.endpoint, headers=self.default_headers())
-
     async def start(self) -> None:
         """Open the connection pool (the compatible driver's, in ``openai`` mode)."""
         if self.compat is not None:
             self.compat.manager = self.manager
             await self.compat.start()
-        elif self._client is None:
-            self._client = self.build_client()
+        else:
+            await super().start()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         if self.compat is not None:
             await self.compat.aclose()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await super().aclose()
 
     @property
     def client(self) -> httpx.AsyncClient:
         """The native API's pooled client; only between :meth:`start` and
         :meth:`aclose`, and only with ``"api": "ollama"``."""
-        if self._client is None:
-            if self.compat is not None:
-                raise RuntimeError(f"provider {self.name!r} speaks the OpenAI API: use provider.compat.client")
-            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
-        return self._client
+        if self._client is None and self.compat is not None:
+            raise RuntimeError(f"provider {self.name!r} speaks the OpenAI API: use provider.compat.client")
+        return super().client
 
     # -- requests --------------------------------------------------------------------
 
@@ -151,19 +141,7 @@ class LocalProvider(Provider):
         )
 
     def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
-        body = self.request_body(call, stream=stream)
-        try:
-            return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
-                provider=self.name,
-                model=call.model,
-            ) from exc
-
-    @staticmethod
-    def _timeout(seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+        return self.encode_json(self.request_body(call, stream=stream), call.model)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """``POST /api/chat`` with ``"stream": false``; the answer as a
@@ -176,7 +154,7 @@ class LocalProvider(Provider):
         content = self._encode(call, stream=False)
         try:
             response = await self.client.post(
-                _CHAT, content=content, headers=_JSON_HEADERS, timeout=self._timeout(call.timeout)
+                _CHAT, content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
@@ -208,7 +186,7 @@ class LocalProvider(Provider):
             _CHAT,
             content=self._encode(call, stream=True),
             headers=_STREAM_HEADERS,
-            timeout=self._timeout(call.timeout),
+            timeout=self.request_timeout(call),
         )
         try:
             response = await client.send(request, stream=True)
@@ -349,26 +327,6 @@ class LocalProvider(Provider):
 
     # -- errors ----------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key (proxies echo bad keys back)."""
-        key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
-
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
-        error = transport_error(exc, provider=self.name, model=model)
-        scrubbed = self._scrub(error.message)
-        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)
-
-    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            snippet = self._scrub(text.strip()[:80])
-            raise ServerError(
-                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
-            ) from exc
-
     def _filtered(self, model: str | None) -> ContentFilteredError:
         return ContentFilteredError(
             "the upstream's content filter stopped the answer (done_reason: content_filter)",
@@ -421,7 +379,7 @@ class LocalProvider(Provider):
         try:
             with anyio.fail_after(timeout):
                 response = await self.client.get(
-                    _TAGS, headers={"accept": "application/json"}, timeout=self._timeout(timeout)
+                    _TAGS, headers={"accept": "application/json"}, timeout=self.probe_timeout()
                 )
         except TimeoutError:
             return HealthStatus(False, elapsed(), detail=f"GET {_TAGS}: no answer within {timeout:g}s")

@@ -37,14 +37,13 @@ from swarmgate.config import ProviderConfig
 from swarmgate.errors import (
     ContentFilteredError,
     ContextLengthExceededError,
-    InvalidRequestError,
     PermissionDeniedError,
     RateLimitedError,
     ServerError,
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import aiter_sse, make_client, parse_retry_after, transport_error
+from swarmgate.http import HTTPProvider, aiter_sse, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -55,7 +54,7 @@ from swarmgate.models import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.provider import Provider, ProviderCall
+from swarmgate.provider import ProviderCall
 from swarmgate.stats import estimate_tokens
 
 __all__ = ["DEFAULT_ENDPOINT", "OpenAIProvider", "OpenAISettings"]
@@ -146,7 +145,7 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     """A provider speaking the OpenAI Chat Completions API (see the module docstring)."""
 
     settings_class: ClassVar[type | None] = OpenAISettings
@@ -156,7 +155,6 @@ class OpenAIProvider(Provider):
         self.options: OpenAISettings = self.settings
         #: The API base URL (no trailing slash).
         self.endpoint = (config.endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self._client: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -177,29 +175,6 @@ class OpenAIProvider(Provider):
         # that "User-Agent" replaces "user-agent" instead of both being sent.
         overridden = {name.lower() for name in self.config.headers}
         return {name: value for name, value in headers.items() if name not in overridden}
-
-    def build_client(self) -> httpx.AsyncClient:
-        """The pooled client (``swarmgate.http.make_client``); a subclass
-        may override this to use another transport (tests)."""
-        return make_client(self.config, base_url=self.endpoint, headers=self.default_headers())
-
-    async def start(self) -> None:
-        """Open the connection pool."""
-        if self._client is None:
-            self._client = self.build_client()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client; only between :meth:`start` and :meth:`aclose`."""
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
-        return self._client
 
     # -- requests --------------------------------------------------------------------
 
@@ -241,26 +216,25 @@ class OpenAIProvider(Provider):
                 body[key] = value
         return body
 
-    def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
-        try:
-            return _dumps(self.request_body(call, stream=stream))
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
-                provider=self.name,
-                model=call.model,
-            ) from exc
+    @staticmethod
+    def json_dumps(value: Any) -> bytes:
+        """``value`` as compact JSON (orjson when installed)."""
+        return _dumps(value)
 
     @staticmethod
-    def _timeout(seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+    def json_loads(data: bytes | str) -> Any:
+        """Parsed JSON (orjson when installed)."""
+        return _loads(data)
+
+    def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
+        return self.encode_json(self.request_body(call, stream=stream), call.model)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """``POST /chat/completions``; the answer as a :class:`ProviderReply`."""
         content = self._encode(call, stream=False)
         try:
             response = await self.client.post(
-                "/chat/completions", content=content, headers=_JSON_HEADERS, timeout=self._timeout(call.timeout)
+                "/chat/completions", content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
@@ -280,7 +254,7 @@ class OpenAIProvider(Provider):
             "/chat/completions",
             content=self._encode(call, stream=True),
             headers=_STREAM_HEADERS,
-            timeout=self._timeout(call.timeout),
+            timeout=self.request_timeout(call),
         )
         try:
             response = await client.send(request, stream=True)
@@ -423,26 +397,6 @@ class OpenAIProvider(Provider):
 
     # -- errors ----------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
-        key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
-
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
-        error = transport_error(exc, provider=self.name, model=model)
-        scrubbed = self._scrub(error.message)
-        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)
-
-    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
-        try:
-            return _loads(data)
-        except ValueError as exc:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            snippet = self._scrub(text.strip()[:80])
-            raise ServerError(
-                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
-            ) from exc
-
     def _filtered(self, model: str | None) -> ContentFilteredError:
         return ContentFilteredError(
             "the upstream's content filter stopped the answer (finish_reason: content_filter)",
@@ -517,7 +471,7 @@ class OpenAIProvider(Provider):
         try:
             with anyio.fail_after(timeout):
                 response = await self.client.get(
-                    "/models", headers={"accept": "application/json"}, timeout=self._timeout(timeout)
+                    "/models", headers={"accept": "application/json"}, timeout=self.probe_timeout()
                 )
         except TimeoutError:
             return HealthStatus(False, elapsed(), detail=f"GET /models: no answer within {timeout:g}s")

@@ -16,7 +16,7 @@ import httpx
 
 from swarmgate.config import ProviderConfig
 from swarmgate.errors import ContentFilteredError, InvalidRequestError, ServerError, SwarmgateError
-from swarmgate.http import aiter_sse, make_client, parse_retry_after, transport_error
+from swarmgate.http import HTTPProvider, aiter_sse, parse_retry_after
 from swarmgate.models import (
     ZERO_USAGE,
     FinishEvent,
@@ -27,7 +27,7 @@ from swarmgate.models import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.provider import Provider, ProviderCall
+from swarmgate.provider import ProviderCall
 from swarmgate_openai import OpenAIProvider, OpenAISettings
 from swarmgate_qwen import wire
 from swarmgate_qwen.errors import DashScopeError, classify, describe, refine
@@ -81,7 +81,7 @@ def default_health_url(endpoint: str, *, compatible: bool) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{prefix}/compatible-mode/v1/models", "", ""))
 
 
-class QwenProvider(Provider):
+class QwenProvider(HTTPProvider):
     """A provider speaking Alibaba DashScope's API (Qwen models).
 
     Native mode (default): ``POST {endpoint}/services/aigc/text-generation/generation``
@@ -112,7 +112,6 @@ class QwenProvider(Provider):
         #: What :meth:`health_check` GETs.
         self.health_url = self.options.health_url or default_health_url(self.endpoint, compatible=self.compatible)
         self._patterns = tuple(pattern.lower() for pattern in self.options.multimodal_models)
-        self._client: httpx.AsyncClient | None = None
         #: The ``openai`` driver doing the work in compatible mode (``None`` in native mode).
         self.delegate: CompatibleDelegate | None = None
         if self.compatible:
@@ -136,36 +135,22 @@ class QwenProvider(Provider):
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         return headers
 
-    def build_client(self) -> httpx.AsyncClient:
-        """The pooled client (``swarmgate.http.make_client``); a subclass
-        may override this to use another transport (tests)."""
-        return make_client(self.config, base_url=self.endpoint, headers=self.default_headers())
-
     async def start(self) -> None:
         """Open the connection pool (compatible mode: the delegate's, and
         ours only when ``healthUrl`` is set)."""
         if self.delegate is not None:
             self.delegate.manager = self.manager
             await self.delegate.start()
-        if self._client is None and (self.delegate is None or self.options.health_url is not None):
-            self._client = self.build_client()
+        if self.delegate is None or self.options.health_url is not None:
+            await super().start()
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        client, self._client = self._client, None
         try:
-            if client is not None:
-                await client.aclose()
+            await super().aclose()
         finally:
             if self.delegate is not None:
                 await self.delegate.aclose()
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client; only between :meth:`start` and :meth:`aclose`."""
-        if self._client is None:
-            raise RuntimeError(f"provider {self.name!r} is not started (await provider.start() first)")
-        return self._client
 
     # -- requests --------------------------------------------------------------------
 
@@ -191,20 +176,20 @@ class QwenProvider(Provider):
         multimodal = self.uses_multimodal(call)
         try:
             body = self.request_body(call, stream=stream, multimodal=multimodal)
-            content = wire.dumps(body)
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, provider=self.name, model=call.model) from exc
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"the request cannot be encoded as JSON ({type(exc).__name__}: {exc})",
-                provider=self.name,
-                model=call.model,
-            ) from exc
+        content = self.encode_json(body, call.model)
         return (wire.MULTIMODAL_GENERATION if multimodal else wire.TEXT_GENERATION), content
 
     @staticmethod
-    def _timeout(seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+    def json_dumps(value: Any) -> bytes:
+        """``value`` as compact JSON (:func:`swarmgate_qwen.wire.dumps`)."""
+        return wire.dumps(value)
+
+    @staticmethod
+    def json_loads(data: bytes | str) -> Any:
+        """Parsed JSON (:func:`swarmgate_qwen.wire.loads`)."""
+        return wire.loads(data)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """One generation call; the answer as a :class:`ProviderReply`
@@ -220,7 +205,7 @@ class QwenProvider(Provider):
         path, content = self._prepare(call, stream=False)
         try:
             response = await self.client.post(
-                path, content=content, headers=_JSON_HEADERS, timeout=self._timeout(call.timeout)
+                path, content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
@@ -253,7 +238,7 @@ class QwenProvider(Provider):
         client = self.client
         path, content = self._prepare(call, stream=True)
         request = client.build_request(
-            "POST", path, content=content, headers=_STREAM_HEADERS, timeout=self._timeout(call.timeout)
+            "POST", path, content=content, headers=_STREAM_HEADERS, timeout=self.request_timeout(call)
         )
         try:
             response = await client.send(request, stream=True)
@@ -366,26 +351,6 @@ class QwenProvider(Provider):
 
     # -- errors ----------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
-        key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
-
-    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
-        error = transport_error(exc, provider=self.name, model=model)
-        scrubbed = self._scrub(error.message)
-        return error if scrubbed == error.message else type(error)(scrubbed, provider=self.name, model=model)
-
-    def _decode(self, data: bytes | str, model: str | None, what: str) -> Any:
-        try:
-            return wire.loads(data)
-        except ValueError as exc:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            snippet = self._scrub(text.strip()[:80])
-            raise ServerError(
-                f"upstream {what} is not valid JSON: {snippet!r}", provider=self.name, model=model
-            ) from exc
-
     def _filtered(self, model: str | None) -> ContentFilteredError:
         return ContentFilteredError(
             "the upstream's content filter stopped the answer (finish_reason: content_filter)",
@@ -431,7 +396,7 @@ class QwenProvider(Provider):
         try:
             with anyio.fail_after(timeout):
                 response = await self.client.get(
-                    url, headers={"accept": "application/json"}, timeout=self._timeout(timeout)
+                    url, headers={"accept": "application/json"}, timeout=self.probe_timeout()
                 )
         except TimeoutError:
             return HealthStatus(False, elapsed(), detail=f"GET {url}: no answer within {timeout:g}s")
