@@ -172,6 +172,17 @@ class PluginHost:
             self._info.pop(name, None)
             self._impls.clear()
 
+    def discard(self, plugin: object) -> bool:
+        """Unregister ``plugin`` (the object itself, whatever its name). A hook
+        plugin that the config leaves inactive calls this from
+        ``plugin_setup`` so that its request hooks cost nothing; it is then
+        inactive until the manager is rebuilt. Returns whether it was registered."""
+        for name, _info in list(self._info.items()):
+            if self.pm.get_plugin(name) is plugin:
+                self.unregister(name)
+                return True
+        return False
+
     def plugins(self) -> list[PluginInfo]:
         """What is registered, in registration order."""
         return list(self._info.values())

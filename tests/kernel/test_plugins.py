@@ -132,3 +132,20 @@ async def test_lifecycle_hooks_and_provider_changed() -> None:
         await manager.add_provider("b", {"type": "scripted"})
         await manager.remove_provider("b")
     assert events == ["setup ['a']", "changed b False True", "changed b True False", "shutdown"]
+
+
+@pytest.mark.anyio
+async def test_an_inactive_plugin_can_discard_itself() -> None:
+    class Inactive:
+        @hookimpl
+        def plugin_setup(self, manager: ProviderManager) -> None:
+            assert manager.plugins.discard(self)
+
+        @hookimpl
+        def before_request(self) -> None:
+            raise AssertionError("a discarded plugin's hooks must not run")
+
+    async with ProviderManager(CONFIG, drivers=DRIVERS, plugins=(Inactive(),)) as manager:
+        await manager.complete(prompt="x")
+        assert not manager.plugins.has_impls("before_request")
+        assert not manager.plugins.discard(object())

@@ -211,12 +211,14 @@ class BreakerPlugin:
         if raw is None:
             shorthand = manager.config.section("routing.fallback.circuitBreaker")
             if shorthand is None or shorthand is False:
+                manager.plugins.discard(self)  # inactive: its hooks would cost every request
                 return
             if shorthand is not True:
                 raise ConfigError([("routing.fallback.circuitBreaker", f"expected true or false, got {shorthand!r}")])
             raw = {}
         settings = parse_section(BreakerSettings, raw, "routing.circuitBreaker")
         if not settings.enabled:
+            manager.plugins.discard(self)
             return
         self._apply(settings)
         self.active = True

@@ -134,8 +134,12 @@ class CostPlugin:
 
     @hookimpl
     def plugin_setup(self, manager: ProviderManager) -> None:
-        """Read the ``daily``/``monthly`` keys of ``routing.budgetLimits``."""
+        """Read the ``daily``/``monthly`` keys of ``routing.budgetLimits``;
+        without limits the plugin unregisters itself (its hooks would cost
+        every request for nothing)."""
         self.limits = BudgetLimits.from_manager(manager)
+        if self.limits is None:
+            manager.plugins.discard(self)
 
     async def remaining(self, manager: ProviderManager) -> tuple[float, Period, float, float] | None:
         """What remains of the tighter budget: ``(remaining, period, limit,

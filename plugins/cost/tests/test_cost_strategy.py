@@ -63,6 +63,9 @@ async def make(cfg: dict[str, Any], *, budget: bool = True) -> ProviderManager:
     manager = ProviderManager(cfg, drivers=DRIVERS, plugins=(Budget(),) if budget else ())
     await manager.initialize()
     guard = manager.plugins.get("cost")
+    if manager.config.routing.budget_limits is None:
+        assert guard is None  # no limits: the guard unregisters itself
+        return manager
     assert isinstance(guard, CostPlugin)
     guard.clock = lambda: NOW
     return manager
