@@ -39,7 +39,6 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     _VERSION = "0.0.0"
 
 _USER_AGENT = f"swarmgate-local/{_VERSION}"
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
 _CHAT = "/api/chat"
 _TAGS = "/api/tags"
@@ -151,16 +150,7 @@ class LocalProvider(HTTPProvider):
                 return await self.compat.complete(call)
             except SwarmgateError as exc:
                 raise refine(exc) from exc.__cause__
-        content = self._encode(call, stream=False)
-        try:
-            response = await self.client.post(
-                _CHAT, content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, call.model) from exc
-        if not response.is_success:
-            raise self.status_error(response.status_code, response.headers, response.content, call.model)
-        return self.parse_reply(self._decode(response.content, call.model, "answer"), call)
+        return self.parse_reply(await self.post_json(_CHAT, self._encode(call, stream=False), call), call)
 
     def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         """``POST /api/chat`` streaming NDJSON: text and tool-call deltas as

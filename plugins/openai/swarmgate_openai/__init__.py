@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anyio
@@ -43,7 +43,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import HTTPProvider, aiter_sse, parse_retry_after
+from swarmgate.http import HTTPProvider, aiter_sse, loads, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -68,29 +68,12 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     _VERSION = "0.0.0"
 
 _USER_AGENT = f"swarmgate-openai/{_VERSION}"
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 #: How much of a non-JSON error body goes into an error message.
 _SNIPPET = 300
 #: Seconds to wait for the end of a streamed body after ``[DONE]``.
 _DRAIN_SECONDS = 0.25
-
-
-def _json_codec() -> tuple[Callable[[bytes | str], Any], Callable[[Any], bytes]]:
-    """orjson when installed (several times faster on streamed chunks), else json."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is installed in development
-
-        def dumps(value: Any) -> bytes:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-        return json.loads, dumps
-    return orjson.loads, orjson.dumps
-
-
-_loads, _dumps = _json_codec()
 
 
 @attrs.frozen
@@ -216,31 +199,12 @@ class OpenAIProvider(HTTPProvider):
                 body[key] = value
         return body
 
-    @staticmethod
-    def json_dumps(value: Any) -> bytes:
-        """``value`` as compact JSON (orjson when installed)."""
-        return _dumps(value)
-
-    @staticmethod
-    def json_loads(data: bytes | str) -> Any:
-        """Parsed JSON (orjson when installed)."""
-        return _loads(data)
-
     def _encode(self, call: ProviderCall, *, stream: bool) -> bytes:
         return self.encode_json(self.request_body(call, stream=stream), call.model)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """``POST /chat/completions``; the answer as a :class:`ProviderReply`."""
-        content = self._encode(call, stream=False)
-        try:
-            response = await self.client.post(
-                "/chat/completions", content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, call.model) from exc
-        if not response.is_success:
-            raise self.status_error(response.status_code, response.headers, response.content, call.model)
-        return self.parse_reply(self._decode(response.content, call.model, "answer"), call)
+        return self.parse_reply(await self.post_json("/chat/completions", self._encode(call, stream=False), call), call)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         """``POST /chat/completions`` with ``"stream": true``: text and
@@ -409,7 +373,7 @@ class OpenAIProvider(HTTPProvider):
         server's JSON error, or of plain text)."""
         if isinstance(data, bytes | str):
             try:
-                data = _loads(data) if data else None
+                data = loads(data) if data else None
             except ValueError:
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
                 return _UpstreamError(" ".join(text.split())[:_SNIPPET] or "(empty body)")
@@ -482,7 +446,7 @@ class OpenAIProvider(HTTPProvider):
             error = self.status_error(response.status_code, response.headers, response.content, None)
             return HealthStatus(False, latency, detail=f"GET /models: {error.message}")
         try:
-            listed = _loads(response.content).get("data")
+            listed = loads(response.content).get("data")
             detail = f"GET /models: {len(listed)} models" if isinstance(listed, list) else "GET /models: ok"
         except (ValueError, AttributeError):
             detail = "GET /models: ok (answer is not a models listing)"

@@ -48,7 +48,6 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     _VERSION = "0.0.0"
 
 _USER_AGENT = f"swarmgate-qwen/{_VERSION}"
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream", "x-dashscope-sse": "enable"}
 #: Seconds to keep reading a stream after its last frame, so the connection
 #: goes back to the pool; a server that keeps it open costs only this bound.
@@ -181,16 +180,6 @@ class QwenProvider(HTTPProvider):
         content = self.encode_json(body, call.model)
         return (wire.MULTIMODAL_GENERATION if multimodal else wire.TEXT_GENERATION), content
 
-    @staticmethod
-    def json_dumps(value: Any) -> bytes:
-        """``value`` as compact JSON (:func:`swarmgate_qwen.wire.dumps`)."""
-        return wire.dumps(value)
-
-    @staticmethod
-    def json_loads(data: bytes | str) -> Any:
-        """Parsed JSON (:func:`swarmgate_qwen.wire.loads`)."""
-        return wire.loads(data)
-
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """One generation call; the answer as a :class:`ProviderReply`
         (usage from DashScope's ``usage``, zero when it sends none)."""
@@ -203,15 +192,7 @@ class QwenProvider(HTTPProvider):
                     raise
                 raise refined from exc
         path, content = self._prepare(call, stream=False)
-        try:
-            response = await self.client.post(
-                path, content=content, headers=_JSON_HEADERS, timeout=self.request_timeout(call)
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, call.model) from exc
-        if not response.is_success:
-            raise self.status_error(response.status_code, response.headers, response.content, call.model)
-        return self.parse_reply(self._decode(response.content, call.model, "answer"), call)
+        return self.parse_reply(await self.post_json(path, content, call), call)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         """One generation call streamed over SSE (``incremental_output``):

@@ -19,13 +19,14 @@ end, and the usage so far in every frame.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from swarmgate.errors import InvalidRequestError
+from swarmgate.http import dumps as http_dumps
+from swarmgate.http import loads as http_loads
 from swarmgate.models import Message, TokenUsage, ToolCallDelta
 from swarmgate.provider import ProviderCall
 from swarmgate_qwen.errors import DashScopeError
@@ -58,20 +59,8 @@ SNIPPET = 300
 _NATIVE_PARTS = ("text", "image", "audio", "video")
 
 
-def _json_codec() -> tuple[Callable[[bytes | str], Any], Callable[[Any], bytes]]:
-    """orjson when installed (several times faster on streamed frames), else json."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is installed in development
-
-        def encode(value: Any) -> bytes:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-        return json.loads, encode
-    return orjson.loads, orjson.dumps
-
-
-loads, dumps = _json_codec()
+# The shared codec (orjson when installed), re-exported for this module's callers.
+loads, dumps = http_loads, http_dumps
 
 
 # ---------------------------------------------------------------------------
