@@ -56,8 +56,10 @@ import attrs
 import h11
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from swarmgate.testing.loopback import LoopbackServer, run_in_thread
+
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = [
     "PROXY_NAME",
@@ -175,7 +177,7 @@ def _format_host(host: str) -> str:
 # Shared lifecycle
 
 
-class _LoopbackProxy:
+class _LoopbackProxy(LoopbackServer):
     """Lifecycle, addresses, records and the byte relay shared by both proxies.
 
     ``credentials`` (``(username, password)``) makes the proxy require
@@ -189,22 +191,14 @@ class _LoopbackProxy:
     scheme: ClassVar[str]
 
     def __init__(self, *, credentials: tuple[str, str] | None = None, connect_timeout: float = 5.0) -> None:
+        super().__init__()
+        self.label = type(self).__name__
         self.credentials = credentials
         self.connect_timeout = connect_timeout
         self.records: list[ProxyRecord] = []
         self.connections = 0
-        self.errors: list[Exception] = []
-        self._port: int | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- addresses ---------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The TCP port listened on (only while running)."""
-        if self._port is None:
-            raise RuntimeError(f"the {type(self).__name__} is not running: use 'async with' or in_thread()")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -225,33 +219,6 @@ class _LoopbackProxy:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._task_group is not None:
-            raise RuntimeError(f"this {type(self).__name__} is already running")
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(self._serve, listener)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        task_group = self._task_group
-        assert task_group is not None
-        self._task_group = None
-        self._port = None
-        task_group.cancel_scope.cancel()
-        suppress = await task_group.__aexit__(exc_type, exc, tb)
-        if exc is None and self.errors:
-            raise RuntimeError(f"the {type(self).__name__} failed: {self.errors[0]!r}") from self.errors[0]
-        return suppress
-
     @classmethod
     @contextlib.contextmanager
     def in_thread(
@@ -265,10 +232,7 @@ class _LoopbackProxy:
         thread for the duration of the ``with`` block; leaving it stops the
         proxy and joins the thread."""
         proxy = cls(credentials=credentials, connect_timeout=connect_timeout)
-        with (
-            anyio.from_thread.start_blocking_portal(backend, name=f"swarmgate-{cls.scheme}-proxy") as portal,
-            portal.wrap_async_context_manager(proxy),
-        ):
+        with run_in_thread(proxy, backend=backend, name=f"swarmgate-{cls.scheme}-proxy"):
             yield proxy
 
     async def _serve(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:

@@ -35,8 +35,10 @@ import anyio.from_thread
 import attrs
 import h11
 
+from swarmgate.testing.loopback import LoopbackServer, run_in_thread
+
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 Endpoint = Literal["completion", "models"]
 """What a request path is for: a completion (chat) call, or the models listing."""
@@ -296,7 +298,7 @@ def unreachable_url(path: str = "/v1") -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     """A fake LLM API on ``127.0.0.1``; see the module docstring.
 
     ``async with FakeUpstream() as server:`` listens within the current
@@ -319,7 +321,11 @@ class FakeUpstream:
     a broken fake never passes silently).
     """
 
+    label = "fake upstream"
+    usage = "use 'async with FakeUpstream() as server'"
+
     def __init__(self, wire: Wire | None = None, *, default: ScriptedReply | None = None) -> None:
+        super().__init__()
         if wire is None:
             from swarmgate.testing.openai_wire import OpenAIWire
 
@@ -330,10 +336,7 @@ class FakeUpstream:
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         self.disconnects = 0
-        self.errors: list[Exception] = []
         self._queue: deque[ScriptedReply] = deque()
-        self._port: int | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- scripting -------------------------------------------------------------
 
@@ -370,13 +373,6 @@ class FakeUpstream:
     # -- addresses -------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        """The TCP port listened on (only while running)."""
-        if self._port is None:
-            raise RuntimeError("the fake upstream is not running: use 'async with FakeUpstream() as server'")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT`` (no path)."""
         return f"http://127.0.0.1:{self.port}"
@@ -388,33 +384,6 @@ class FakeUpstream:
         return self.base_url + self.wire.base_path
 
     # -- lifecycle ---------------------------------------------------------------
-
-    async def __aenter__(self) -> FakeUpstream:
-        if self._task_group is not None:
-            raise RuntimeError("this fake upstream is already running")
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(self._serve, listener)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        task_group = self._task_group
-        assert task_group is not None
-        self._task_group = None
-        self._port = None
-        task_group.cancel_scope.cancel()
-        suppress = await task_group.__aexit__(exc_type, exc, tb)
-        if exc is None and self.errors:
-            raise RuntimeError(f"the fake upstream failed: {self.errors[0]!r}") from self.errors[0]
-        return suppress
 
     @classmethod
     @contextlib.contextmanager
@@ -428,11 +397,7 @@ class FakeUpstream:
         """Run a fake upstream on its own event loop (``backend``) in a
         background thread for the duration of the ``with`` block; leaving it
         stops the server and joins the thread."""
-        server = cls(wire, default=default)
-        with (
-            anyio.from_thread.start_blocking_portal(backend, name="swarmgate-fake-upstream") as portal,
-            portal.wrap_async_context_manager(server),
-        ):
+        with run_in_thread(cls(wire, default=default), backend=backend, name="swarmgate-fake-upstream") as server:
             yield server
 
     # -- serving -----------------------------------------------------------------

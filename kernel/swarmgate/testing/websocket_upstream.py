@@ -77,6 +77,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
+from swarmgate.testing.loopback import LoopbackServer, run_in_thread
 from swarmgate.testing.openai_wire import OpenAIWire
 from swarmgate.testing.upstream import (
     Endpoint,
@@ -88,7 +89,7 @@ from swarmgate.testing.upstream import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = [
     "MESSAGE_METHOD",
@@ -510,7 +511,7 @@ class _ServerConnection:
         await self.flush()
 
 
-class FakeWebSocketUpstream:
+class FakeWebSocketUpstream(LoopbackServer):
     """A fake streaming API on a loopback WebSocket; see the module docstring.
 
     ``async with FakeWebSocketUpstream() as server:`` listens within the
@@ -533,6 +534,9 @@ class FakeWebSocketUpstream:
     them).
     """
 
+    label = "fake WebSocket upstream"
+    usage = "use 'async with FakeWebSocketUpstream() as server'"
+
     def __init__(
         self,
         wire: SocketWire | None = None,
@@ -540,6 +544,7 @@ class FakeWebSocketUpstream:
         default: ScriptedReply | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__()
         self.wire: SocketWire = wire if wire is not None else WebSocketWire()
         self.default: ScriptedReply = default if default is not None else ScriptedReply()
         self.handshake_default: ScriptedReply | None = None
@@ -551,13 +556,10 @@ class FakeWebSocketUpstream:
         self.disconnects: list[Disconnect] = []
         self.pings = 0
         self.fragment_size: int | None = None
-        self.errors: list[Exception] = []
         self._open: set[_ServerConnection] = set()
         self._open_changed = anyio.Event()
         self._queue: deque[ScriptedReply | ScriptedClose] = deque()
         self._handshake_queue: deque[ScriptedReply] = deque()
-        self._port: int | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- scripting -------------------------------------------------------------
 
@@ -620,13 +622,6 @@ class FakeWebSocketUpstream:
     # -- addresses -------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        """The TCP port listened on (only while running)."""
-        if self._port is None:
-            raise RuntimeError("the fake upstream is not running: use 'async with FakeWebSocketUpstream() as server'")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``ws://127.0.0.1:PORT`` (``wss://`` with TLS), no path."""
         scheme = "wss" if self.ssl_context is not None else "ws"
@@ -639,35 +634,11 @@ class FakeWebSocketUpstream:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeWebSocketUpstream:
-        if self._task_group is not None:
-            raise RuntimeError("this fake upstream is already running")
-        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._port = tcp.extra(anyio.abc.SocketAttribute.local_port)
-        listener: anyio.abc.Listener[Any] = tcp
-        if self.ssl_context is not None:
-            listener = TLSListener(tcp, self.ssl_context, standard_compatible=False, handshake_timeout=5)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(self._serve, listener)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        task_group = self._task_group
-        assert task_group is not None
-        self._task_group = None
-        self._port = None
-        task_group.cancel_scope.cancel()
-        suppress = await task_group.__aexit__(exc_type, exc, tb)
-        if exc is None and self.errors:
-            raise RuntimeError(f"the fake WebSocket upstream failed: {self.errors[0]!r}") from self.errors[0]
-        return suppress
+    def _wrap_listener(self, listener: anyio.abc.Listener[Any]) -> anyio.abc.Listener[Any]:
+        """TLS when the server was given an ``ssl_context`` (``wss://``)."""
+        if self.ssl_context is None:
+            return listener
+        return TLSListener(listener, self.ssl_context, standard_compatible=False, handshake_timeout=5)
 
     @classmethod
     @contextlib.contextmanager
@@ -680,11 +651,7 @@ class FakeWebSocketUpstream:
     ) -> Iterator[FakeWebSocketUpstream]:
         """Run a fake upstream on its own event loop (``backend``) in a
         background thread for the duration of the ``with`` block."""
-        server = cls(wire, default=default)
-        with (
-            anyio.from_thread.start_blocking_portal(backend, name="swarmgate-fake-websocket") as portal,
-            portal.wrap_async_context_manager(server),
-        ):
+        with run_in_thread(cls(wire, default=default), backend=backend, name="swarmgate-fake-websocket") as server:
             yield server
 
     # -- serving -----------------------------------------------------------------
