@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarmgate.testing.anthropic_wire import AnthropicWire
 from swarmgate.testing.dashscope_wire import DashScopeWire
+from swarmgate.testing.failures import attempt_error, expect_failure
 from swarmgate.testing.generic_wire import GenericWire
 from swarmgate.testing.ollama_wire import OllamaWire
 from swarmgate.testing.openai_wire import OpenAIWire
@@ -47,7 +48,7 @@ from swarmgate.testing.upstream import (
 )
 
 if TYPE_CHECKING:
-    from swarmgate.testing.conformance import ProviderConformance, attempt_error
+    from swarmgate.testing.conformance import ProviderConformance
     from swarmgate.testing.websocket_upstream import (
         FakeWebSocketUpstream,
         RealtimeWire,
@@ -82,11 +83,12 @@ __all__ = [
     "WireRequest",
     "attempt_error",
     "count_words",
+    "expect_failure",
     "split_words",
     "unreachable_url",
 ]
 
-_NEEDS_PYTEST = frozenset({"ProviderConformance", "attempt_error"})
+_NEEDS_PYTEST = frozenset({"ProviderConformance"})
 _NEEDS_WEBSOCKETS = frozenset({"FakeWebSocketUpstream", "RealtimeWire", "ScriptedClose", "WebSocketWire"})
 
 

@@ -45,7 +45,6 @@ from swarmgate import registry
 from swarmgate.errors import (
     AuthenticationError,
     InvalidRequestError,
-    NoProviderAvailableError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -68,21 +67,12 @@ from swarmgate.models import (
 )
 from swarmgate.plugins import ALLOW_ENV, BLOCK_ENV
 from swarmgate.provider import Provider
+from swarmgate.testing.failures import attempt_error
 from swarmgate.testing.openai_wire import OpenAIWire
 from swarmgate.testing.upstream import FakeUpstream, ScriptedReply, Wire, unreachable_url
 
 #: The price per token the suite configures (``costPerToken``).
 COST_PER_TOKEN = 0.001
-
-
-def attempt_error(error: BaseException) -> SwarmgateError:
-    """The typed error of the failed attempt behind ``error``:
-    ``NoProviderAvailableError.last_error`` when there is one, else ``error``
-    itself. Raises ``AssertionError`` for anything but a SwarmgateError."""
-    assert isinstance(error, SwarmgateError), f"expected a SwarmgateError, got {type(error).__name__}: {error}"
-    if isinstance(error, NoProviderAvailableError) and error.last_error is not None:
-        return error.last_error
-    return error
 
 
 def _texts(events: list[StreamEvent]) -> str:

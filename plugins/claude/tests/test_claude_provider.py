@@ -33,7 +33,7 @@ from swarmgate import (
     ToolCallDelta,
     load_config,
 )
-from swarmgate.testing import FakeUpstream, ScriptedReply, attempt_error
+from swarmgate.testing import FakeUpstream, ScriptedReply, expect_failure
 from swarmgate.testing.anthropic_wire import AnthropicWire, sse_event
 from swarmgate_claude import DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS, ClaudeProvider, ClaudeSettings
 
@@ -78,15 +78,7 @@ def manager_for(url: str, **provider: Any) -> ProviderManager:
 
 
 async def failure(manager: ProviderManager, *, stream: bool = False, **fields: Any) -> SwarmgateError:
-    fields.setdefault("prompt", "Hello?")
-    try:
-        if stream:
-            _ = [e async for e in manager.stream(model=MODEL, **fields)]
-        else:
-            await manager.complete(model=MODEL, **fields)
-    except SwarmgateError as exc:
-        return attempt_error(exc)
-    raise AssertionError("the request succeeded; an error was expected")
+    return await expect_failure(manager, model=MODEL, stream=stream, **fields)
 
 
 async def stream_events(manager: ProviderManager, **fields: Any) -> list[StreamEvent]:

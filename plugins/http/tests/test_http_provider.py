@@ -38,7 +38,7 @@ from swarmgate import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.testing import FakeUpstream, OpenAIWire, ScriptedReply, Wire, attempt_error
+from swarmgate.testing import FakeUpstream, OpenAIWire, ScriptedReply, Wire, expect_failure
 from swarmgate.testing.generic_wire import CONTENT_BLOCKED, CONTEXT_TOO_LONG, GenericWire
 from swarmgate_http import HttpProvider
 
@@ -95,15 +95,7 @@ def serve(preset: str = "generic-sse") -> FakeUpstream:
 
 
 async def failure(manager: ProviderManager, *, stream: bool = False, **fields: Any) -> SwarmgateError:
-    fields.setdefault("prompt", "Hello?")
-    try:
-        if stream:
-            _ = [e async for e in manager.stream(model=MODEL, **fields)]
-        else:
-            await manager.complete(model=MODEL, **fields)
-    except SwarmgateError as exc:
-        return attempt_error(exc)
-    raise AssertionError("the request succeeded; an error was expected")
+    return await expect_failure(manager, model=MODEL, stream=stream, **fields)
 
 
 async def stream_events(manager: ProviderManager, **fields: Any) -> list[StreamEvent]:

@@ -27,7 +27,7 @@ from swarmgate import (
     ToolCallDelta,
     UsageEvent,
 )
-from swarmgate.testing import FakeUpstream, ScriptedReply, attempt_error
+from swarmgate.testing import FakeUpstream, ScriptedReply, expect_failure
 from swarmgate_openai import DEFAULT_ENDPOINT, OpenAIProvider, OpenAISettings
 
 MODEL = "gpt-4o-mini"
@@ -65,15 +65,7 @@ def manager_for(url: str, **provider: Any) -> ProviderManager:
 
 
 async def failure(manager: ProviderManager, *, stream: bool = False, **fields: Any) -> SwarmgateError:
-    fields.setdefault("prompt", "Hello?")
-    try:
-        if stream:
-            _ = [e async for e in manager.stream(model=MODEL, **fields)]
-        else:
-            await manager.complete(model=MODEL, **fields)
-    except SwarmgateError as exc:
-        return attempt_error(exc)
-    raise AssertionError("the request succeeded; an error was expected")
+    return await expect_failure(manager, model=MODEL, stream=stream, **fields)
 
 
 def sent_body(server: FakeUpstream) -> dict[str, Any]:
