@@ -22,6 +22,7 @@ from swarmgate.errors import (
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitedError,
+    RequestCancelledError,
     ServerError,
     SwarmgateError,
     UnknownModelError,
@@ -30,6 +31,7 @@ from swarmgate.hookspecs import hookimpl
 from swarmgate.manager import EnhancedProviderManager, FailureDecision, ProviderManager, RequestContext
 from swarmgate.models import (
     Attempt,
+    CacheControl,
     CompletionRequest,
     CompletionResponse,
     Constraints,
@@ -63,6 +65,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BudgetExceededError",
+    "CacheControl",
     "CompletionRequest",
     "CompletionResponse",
     "ConfigError",
@@ -94,6 +97,7 @@ __all__ = [
     "ProviderReply",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "RequestCancelledError",
     "RequestContext",
     "RequestTimeouts",
     "ServerError",

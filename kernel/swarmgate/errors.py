@@ -40,6 +40,7 @@ class ErrorKind(enum.StrEnum):
     NOT_FOUND = "not_found"
     BUDGET_EXCEEDED = "budget_exceeded"
     NO_PROVIDER_AVAILABLE = "no_provider_available"
+    CANCELLED = "cancelled"
 
 
 class SwarmgateError(Exception):
@@ -214,6 +215,16 @@ class BudgetExceededError(SwarmgateError):
     status_code = 429
 
 
+class RequestCancelledError(SwarmgateError):
+    """The caller gave up (a client that disconnected, a stream closed
+    early, a cancelled task) before the request was answered. Only seen by
+    ``request_failed`` hooks and usage records; status 499 (client closed
+    request) by the nginx convention."""
+
+    kind = ErrorKind.CANCELLED
+    status_code = 499
+
+
 class NoProviderAvailableError(SwarmgateError):
     """No target could answer. ``attempts`` lists every attempt made, in order.
 
@@ -257,6 +268,7 @@ ERROR_CLASSES: dict[ErrorKind, type[SwarmgateError]] = {
     ErrorKind.NOT_FOUND: NotFoundError,
     ErrorKind.BUDGET_EXCEEDED: BudgetExceededError,
     ErrorKind.NO_PROVIDER_AVAILABLE: NoProviderAvailableError,
+    ErrorKind.CANCELLED: RequestCancelledError,
 }
 
 

@@ -138,12 +138,44 @@ def select_provider(
 
 
 @hookspec
+def before_attempt(request: CompletionRequest, target: Target, context: RequestContext) -> None:
+    """Called before every attempt at a target (first tries, retries,
+    switches, hedged backups, stream continuations), in call order, just
+    before the provider is called. Budget reservations (priced at this
+    target) and per-provider rate limits act here.
+
+    Raise a :class:`~swarmgate.errors.SwarmgateError` to refuse this target:
+    the provider is not called, the kernel records a *refused* attempt
+    (``Attempt.refused``, latency 0), ``on_failure`` is **not** called (the
+    upstream did nothing wrong), and the request moves to the next target if
+    ``error.failover`` is true or fails with ``error`` otherwise. Any other
+    exception also aborts the request.
+    """
+
+
+@hookspec
 def after_response(request: CompletionRequest, response: CompletionResponse, context: RequestContext) -> None:
-    """Called for every successful request (for a stream: after its last
+    """Called once for every answered request (for a stream: after its last
     event), in call order, with the final response (cost, tokens, attempts
-    filled in). Cache stores, usage logs, budget settlement, analytics and
-    audit act here. Return values are ignored. Exceptions are logged and
-    ignored: the answer has already been produced."""
+    filled in). This includes answers a ``before_request`` hook produced
+    (a cache hit: ``response.cached`` is true, ``response.attempts`` empty).
+    Cache stores, usage logs, budget settlement, analytics and audit act
+    here. Return values are ignored. Exceptions are logged and ignored: the
+    answer has already been produced."""
+
+
+@hookspec
+def request_failed(request: CompletionRequest, error: SwarmgateError, context: RequestContext) -> None:
+    """Called once for every request that ends without an answer, in call
+    order: refused by a ``before_request`` hook, every target failed or
+    refused, aborted by an ``on_failure`` decision, a stream broken after
+    output started, or cancelled by the caller (a client that went away, a
+    stream closed early: ``error`` is a
+    :class:`~swarmgate.errors.RequestCancelledError` and the partial
+    attempt, with the usage it had consumed, is in ``context.attempts``).
+    Exactly one of ``after_response`` and ``request_failed`` runs per
+    request. It runs shielded from cancellation. Usage logs and budget
+    settlement act here. Exceptions are logged and ignored."""
 
 
 @hookspec(firstresult=True)

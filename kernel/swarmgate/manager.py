@@ -51,12 +51,14 @@ from swarmgate.errors import (
     NoProviderAvailableError,
     PluginError,
     ProviderTimeoutError,
+    RequestCancelledError,
     ServerError,
     SwarmgateError,
     UnknownModelError,
 )
 from swarmgate.logs import ensure_redaction, get_logger, register_secret
 from swarmgate.models import (
+    ZERO_USAGE,
     Attempt,
     CompletionRequest,
     CompletionResponse,
@@ -93,6 +95,9 @@ HEDGE_BURST = 5.0
 HEDGE_MIN_SAMPLES = 10
 #: The default ``timeouts.total`` of a request (all attempts included), in milliseconds.
 DEFAULT_TOTAL_TIMEOUT_MS = 600_000.0
+
+CANCELLED_BY_CALLER = "the caller cancelled the request"
+LOST_HEDGE = "lost the hedge race"
 
 _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(4).hex()
@@ -800,8 +805,17 @@ class ProviderManager:
         if not self._initialized or self._closed:
             self._not_ready()
         context = RequestContext(_new_id(), self, time.perf_counter(), deadline=self._deadline(req))
+        try:
+            return await self._complete(req, context)
+        except BaseException as exc:
+            if self.plugins.has_impls("request_failed"):
+                await self._report_failure(req, exc, context)
+            raise
+
+    async def _complete(self, req: CompletionRequest, context: RequestContext) -> CompletionResponse:
         req, early = await self.plugins.before_request(req, context)
         if early is not None:
+            await self.plugins.after_response(req, early, context)
             return early
         targets = context.targets = await self._targets(req, context)
         index = 0
@@ -821,8 +835,7 @@ class ProviderManager:
                     reply, attempt = await self._hedged(handle, target, hedge, req, context)
             except _BothFailed as both:
                 last_error = both.errors[-1]
-                for failed, error in zip(both.targets, both.errors, strict=True):
-                    await self.plugins.on_failure(req, failed, error, context)
+                await self._both_failed(req, both, context)
                 index += 2
                 continue
             except SwarmgateError as error:
@@ -835,6 +848,46 @@ class ProviderManager:
             await self.plugins.after_response(req, response, context)
             return response
         raise self._exhausted(context, last_error)
+
+    async def _report_failure(self, request: CompletionRequest, exc: BaseException, context: RequestContext) -> None:
+        """Run ``request_failed`` (shielded) for a request ending with ``exc``:
+        a SwarmgateError as is, a cancellation as RequestCancelledError, any
+        other exception (a bug) as a ServerError naming it."""
+        if isinstance(exc, SwarmgateError):
+            error: SwarmgateError = exc
+        elif isinstance(exc, Exception) and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            error = ServerError(f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            error = RequestCancelledError(CANCELLED_BY_CALLER)
+        if not error.attempts:
+            error.attempts = tuple(context.attempts)
+        with anyio.CancelScope(shield=True):
+            await self.plugins.request_failed(request, error, context)
+
+    async def _both_failed(self, request: CompletionRequest, both: _BothFailed, context: RequestContext) -> None:
+        """Tell ``on_failure`` observers about both failed lanes of a hedge (refusals excepted)."""
+        refused = {(a.provider, a.model) for a in context.attempts if a.refused}
+        for failed, error in zip(both.targets, both.errors, strict=True):
+            if (failed.provider, failed.model) not in refused:
+                await self.plugins.on_failure(request, failed, error, context)
+
+    async def _admit(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
+        """Run ``before_attempt``; a refusal is recorded as a refused attempt and re-raised."""
+        try:
+            await self.plugins.before_attempt(request, target, context)
+        except SwarmgateError as error:
+            context.attempts.append(
+                Attempt(
+                    target.provider,
+                    target.model,
+                    False,
+                    0.0,
+                    error_kind=error.kind.value,
+                    error=error.message,
+                    refused=True,
+                )
+            )
+            raise
 
     def _hedge(
         self, request: CompletionRequest, targets: list[Target], index: int, context: RequestContext
@@ -883,20 +936,11 @@ class ProviderManager:
         primary_over = anyio.Event()
 
         async def run(h: ProviderHandle, t: Target, scope: anyio.CancelScope) -> None:
-            started = time.perf_counter()
             try:
-                won.append(await self._attempt(h, t, request, context))
+                won.append(await self._attempt(h, t, request, context, cancel_note=LOST_HEDGE))
                 scope.cancel()
             except SwarmgateError as error:
                 failed[t] = error
-            except anyio.get_cancelled_exc_class():
-                latency = (time.perf_counter() - started) * 1000.0
-                context.attempts.append(
-                    Attempt(
-                        t.provider, t.model, False, latency, 0.0, TokenUsage(), None, "cancelled", "lost the hedge race"
-                    )
-                )
-                raise
             finally:
                 if t == target:
                     primary_over.set()
@@ -951,8 +995,16 @@ class ProviderManager:
         )
 
     async def _attempt(
-        self, handle: ProviderHandle, target: Target, request: CompletionRequest, context: RequestContext
+        self,
+        handle: ProviderHandle,
+        target: Target,
+        request: CompletionRequest,
+        context: RequestContext,
+        *,
+        cancel_note: str = CANCELLED_BY_CALLER,
     ) -> tuple[ProviderReply, Attempt]:
+        if self.plugins.has_impls("before_attempt"):
+            await self._admit(request, target, context)
         call = self._call(handle, target, request)
         stats = self.stats(target)
         handle.inflight += 1
@@ -987,6 +1039,14 @@ class ProviderManager:
                 return reply, attempt
             self._record_failure(target, error, started, context, stats)
             raise error
+        except SwarmgateError:
+            raise
+        except BaseException:  # cancelled (a hedge lost, the caller gone): record it, then let it go
+            latency = (time.perf_counter() - started) * 1000.0
+            context.attempts.append(
+                Attempt(target.provider, target.model, False, latency, error_kind="cancelled", error=cancel_note)
+            )
+            raise
         finally:
             handle.inflight -= 1
             stats.inflight -= 1
@@ -1051,7 +1111,11 @@ class ProviderManager:
     ) -> tuple[str, int]:
         """Ask ``on_failure`` what to do; wait any delay; return the action
         (``retry``, ``next`` or ``abort``) and the index of the next target
-        (``targets`` gains a switched-to target in place)."""
+        (``targets`` gains a switched-to target in place). A refusal by a
+        ``before_attempt`` hook skips ``on_failure``: next target or abort,
+        as ``error.failover`` says."""
+        if context.attempts and context.attempts[-1].refused:
+            return ("next", index + 1) if error.failover else ("abort", index)
         decision = await self.plugins.on_failure(request, target, error, context)
         if len(context.attempts) >= MAX_ATTEMPTS or anyio.current_time() >= context.deadline:
             return "abort", index
@@ -1099,7 +1163,16 @@ class ProviderManager:
         error.attempts = tuple(context.attempts)
         return error
 
-    def _exhausted(self, context: RequestContext, last_error: SwarmgateError | None) -> NoProviderAvailableError:
+    def _exhausted(self, context: RequestContext, last_error: SwarmgateError | None) -> SwarmgateError:
+        """The error of a request whose every target failed: the refusal
+        itself when every attempt was refused for the same reason (a budget,
+        a rate limit), else NoProviderAvailableError listing the attempts."""
+        if (
+            last_error is not None
+            and context.attempts
+            and all(a.refused and a.error_kind == last_error.kind.value for a in context.attempts)
+        ):
+            return self._with_attempts(last_error, context)
         parts = [f"{a.provider}/{a.model}: {a.error_kind} ({a.error})" for a in context.attempts if not a.ok]
         waits = [a for a in context.attempts if a.error_kind == "rate_limited"]
         retry_after = None
@@ -1142,21 +1215,49 @@ class ProviderManager:
         if not self._initialized or self._closed:
             self._not_ready()
         context = RequestContext(_new_id(), self, time.perf_counter(), stream=True, deadline=self._deadline(req))
+        # ``failure`` is what request_failed reports if the stream ends unanswered;
+        # ``answered`` turns true once after_response ran.
+        failure: BaseException | None = None
+        answered = False
         try:
-            req, early = await self.plugins.before_request(req, context)
-            if early is not None:
-                yield StreamStart(early.provider, early.model, early.id or context.id)
-                if early.content:
-                    yield TextDelta(early.content)
-                yield UsageEvent(early.tokens, early.cost)
-                yield FinishEvent(early.finish_reason, early)
-                return
-            targets = context.targets = await self._targets(req, context)
-        except SwarmgateError as error:
-            if errors == "event":
-                yield ErrorEvent(error)
-                return
+            try:
+                req, early = await self.plugins.before_request(req, context)
+                if early is not None:
+                    answered = True
+                    await self.plugins.after_response(req, early, context)
+                    yield StreamStart(early.provider, early.model, early.id or context.id)
+                    if early.content:
+                        yield TextDelta(early.content)
+                    yield UsageEvent(early.tokens, early.cost)
+                    yield FinishEvent(early.finish_reason, early)
+                    return
+                targets = context.targets = await self._targets(req, context)
+            except SwarmgateError as error:
+                if errors == "event":
+                    failure = error
+                    yield ErrorEvent(error)
+                    return
+                raise
+            async with aclosing(self._stream_targets(req, errors, context, targets)) as events:
+                async for event in events:
+                    if isinstance(event, ErrorEvent):
+                        failure = event.error
+                    elif isinstance(event, FinishEvent):
+                        answered = True
+                    yield event
+        except BaseException as exc:
+            failure = exc
             raise
+        finally:
+            if not answered and self.plugins.has_impls("request_failed"):
+                await self._report_failure(req, failure or RequestCancelledError(CANCELLED_BY_CALLER), context)
+
+    async def _stream_targets(
+        self, req: CompletionRequest, errors: str, context: RequestContext, targets: list[Target]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The failover loop of :meth:`_stream`: try ``targets`` in turn; the
+        last event is a FinishEvent (after ``after_response`` ran), an
+        ErrorEvent, or the error is raised."""
         index = 0
         last_error: SwarmgateError | None = None
         delivered = ""  # text the caller has received and that still stands
@@ -1189,8 +1290,7 @@ class ProviderManager:
                         yield event
             except _BothFailed as both:
                 last_error = both.errors[-1]
-                for failed, failure in zip(both.targets, both.errors, strict=True):
-                    await self.plugins.on_failure(req, failed, failure, context)
+                await self._both_failed(req, both, context)
                 index += 2
                 continue
             except SwarmgateError as error:
@@ -1242,7 +1342,7 @@ class ProviderManager:
         raises its error; both failing raises :class:`_BothFailed`."""
         backup_handle, backup, delay = hedge
         lanes = [(index, target, handle), (index + 1, backup, backup_handle)]
-        outcomes = [_StreamOutcome(), _StreamOutcome()]
+        outcomes = [_StreamOutcome(cancel_note=LOST_HEDGE), _StreamOutcome(cancel_note=LOST_HEDGE)]
         streams: list[AsyncGenerator[StreamEvent, None] | None] = [None, None]
         started_at = [0.0, 0.0]
         won: list[tuple[int, StreamEvent | None]] = []
@@ -1262,22 +1362,6 @@ class ProviderManager:
                 scope.cancel()
             except SwarmgateError as error:
                 failed[lane] = error
-            except anyio.get_cancelled_exc_class():
-                latency = (time.perf_counter() - started_at[lane]) * 1000.0
-                context.attempts.append(
-                    Attempt(
-                        lane_target.provider,
-                        lane_target.model,
-                        False,
-                        latency,
-                        0.0,
-                        TokenUsage(),
-                        None,
-                        "cancelled",
-                        "lost the hedge race",
-                    )
-                )
-                raise
             finally:
                 if lane == 0:
                     primary_over.set()
@@ -1296,6 +1380,7 @@ class ProviderManager:
                 await stream.aclose()
         if won:
             lane, first = won[0]
+            outcomes[lane].cancel_note = CANCELLED_BY_CALLER
             winner = streams[lane]
             assert winner is not None
             return lanes[lane][0], outcomes[lane], winner, first
@@ -1324,6 +1409,30 @@ class ProviderManager:
             return prefill, delivered, StreamFailover(target.provider, target.model, "continue", error)
         return request, "", StreamFailover(target.provider, target.model, "restart", error)
 
+    @staticmethod
+    def _record_cancelled(
+        target: Target,
+        call: ProviderCall,
+        request: CompletionRequest,
+        started: float,
+        context: RequestContext,
+        outcome: _StreamOutcome,
+        partial: str,
+        usage: TokenUsage | None,
+        ttft: float | None,
+    ) -> None:
+        """Record a stream attempt the caller stopped: the partial usage
+        (estimated unless the upstream reported it) priced at the target."""
+        tokens = ZERO_USAGE
+        cost = 0.0
+        if outcome.started or usage is not None:
+            tokens = usage or TokenUsage.of(estimate_tokens(request.prompt_text()), estimate_tokens(partial))
+            cost = call.model_config.price(tokens.input, tokens.output)
+        latency = (time.perf_counter() - started) * 1000.0
+        context.attempts.append(
+            Attempt(target.provider, target.model, False, latency, cost, tokens, ttft, "cancelled", outcome.cancel_note)
+        )
+
     async def _stream_attempt(
         self,
         handle: ProviderHandle,
@@ -1333,7 +1442,11 @@ class ProviderManager:
         outcome: _StreamOutcome,
     ) -> AsyncGenerator[StreamEvent, None]:
         """One streamed attempt. Yields everything but the final FinishEvent
-        (left in ``outcome.response``); raises the attempt's error."""
+        (left in ``outcome.response``); raises the attempt's error. If the
+        caller stops it (closes the stream, is cancelled), the attempt is
+        recorded as ``cancelled`` with the usage and cost consumed so far."""
+        if self.plugins.has_impls("before_attempt"):
+            await self._admit(request, target, context)
         call = self._call(handle, target, request)
         stats = self.stats(target)
         handle.inflight += 1
@@ -1433,6 +1546,11 @@ class ProviderManager:
                 target, error, started, context, stats, tokens if outcome.started else None, cost, ttft
             )
             raise error
+        except SwarmgateError:
+            raise
+        except BaseException:  # closed early or cancelled: record what was consumed, then let it go
+            self._record_cancelled(target, call, request, started, context, outcome, "".join(text), usage, ttft)
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()  # type: ignore[attr-defined]
@@ -1518,6 +1636,7 @@ class _BothFailed(Exception):
 @attrs.define
 class _StreamOutcome:
     announce: bool = True  # yield StreamStart at the first output (not for a continuation)
+    cancel_note: str = CANCELLED_BY_CALLER  # the attempt's error text if it gets cancelled
     prefix: str = ""  # text delivered by earlier targets that this attempt continues
     started: bool = False
     text: str = ""

@@ -90,6 +90,19 @@ class RequestTimeouts:
 
 
 @attrs.frozen
+class CacheControl:
+    """Per-request cache control: ``bypass`` neither reads nor writes the
+    cache, ``refresh`` skips the read but stores the new answer, ``ttl``
+    (seconds) overrides the configured lifetime, ``allow`` caches a request
+    that is not deterministic (temperature above 0)."""
+
+    bypass: bool = False
+    refresh: bool = False
+    ttl: float | None = None
+    allow: bool = False
+
+
+@attrs.frozen
 class CompletionRequest:
     """A completion request, provider-neutral.
 
@@ -99,7 +112,10 @@ class CompletionRequest:
     overrides ``routing.strategy`` for this request. ``metadata`` is free-form
     (caller key, user id, trace ids) and ``tags`` label the request for
     analytics and cache invalidation. ``extra`` carries provider-specific body
-    fields passed through unchanged.
+    fields passed through unchanged. ``caller`` says who is asking (a caller
+    key's id set by the gateway, or any label a library user picks): rate
+    limits, budgets and usage records are kept per caller; it is never sent
+    upstream. ``cache`` controls the response cache for this request.
     """
 
     messages: tuple[Message, ...]
@@ -120,6 +136,8 @@ class CompletionRequest:
     tags: tuple[str, ...] = ()
     extra: Mapping[str, Any] = attrs.field(factory=dict)
     timeouts: RequestTimeouts | None = None
+    caller: str | None = None
+    cache: CacheControl | None = None
 
     @classmethod
     def create(
@@ -221,6 +239,9 @@ class Attempt:
     error_kind: str | None = None
     error: str | None = None
     status: int | None = None
+    #: Refused locally by a ``before_attempt`` hook (budget, rate limit):
+    #: the upstream was never called.
+    refused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +255,7 @@ class Attempt:
             "error_kind": self.error_kind,
             "error": self.error,
             "status": self.status,
+            "refused": self.refused,
         }
 
 

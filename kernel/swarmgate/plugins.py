@@ -283,6 +283,14 @@ class PluginHost:
         """Run every ``after_response``; exceptions are logged, not raised."""
         await self._each("after_response", {"request": request, "response": response, "context": context}, swallow=True)
 
+    async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
+        """Run every ``before_attempt``; the first exception propagates (a refusal)."""
+        await self._each("before_attempt", {"request": request, "target": target, "context": context}, swallow=False)
+
+    async def request_failed(self, request: CompletionRequest, error: SwarmgateError, context: RequestContext) -> None:
+        """Run every ``request_failed``; exceptions are logged, not raised."""
+        await self._each("request_failed", {"request": request, "error": error, "context": context}, swallow=True)
+
     async def on_failure(
         self, request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
     ) -> FailureDecision | None:
@@ -338,6 +346,8 @@ _ASYNC_HOOKS = frozenset(
         "filter_targets",
         "select_provider",
         "after_response",
+        "before_attempt",
+        "request_failed",
         "on_failure",
         "health_probe",
         "plugin_setup",

@@ -15,7 +15,7 @@ import attrs
 
 from swarmgate.config import snake
 from swarmgate.errors import InvalidRequestError
-from swarmgate.models import CompletionRequest, Constraints, Message, Preferences, RequestTimeouts
+from swarmgate.models import CacheControl, CompletionRequest, Constraints, Message, Preferences, RequestTimeouts
 
 _FIELDS = frozenset(a.name for a in attrs.fields(CompletionRequest))
 _OPTION_FIELDS = frozenset(
@@ -57,6 +57,28 @@ def parse_timeouts(data: Any) -> RequestTimeouts:
         if _number(f"timeouts.{key}", value) is not None and value <= 0:
             raise InvalidRequestError(f"'timeouts.{key}' must be a positive number of milliseconds, got {value}")
     return RequestTimeouts(**norm)
+
+
+def parse_cache_control(data: Any) -> CacheControl:
+    """``{"bypass": bool, "refresh": bool, "ttl": seconds, "allow": bool}`` as
+    :class:`CacheControl` (``noCache`` is accepted for ``bypass``)."""
+    if isinstance(data, CacheControl):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError(f"'cache' must be an object, got {data!r}")
+    norm = {snake(k): v for k, v in data.items()}
+    if "no_cache" in norm:
+        norm["bypass"] = norm.pop("no_cache")
+    unknown = set(norm) - {"bypass", "refresh", "ttl", "allow"}
+    if unknown:
+        raise InvalidRequestError(f"unknown key(s) in 'cache': {sorted(unknown)} (known: bypass, refresh, ttl, allow)")
+    for key in ("bypass", "refresh", "allow"):
+        if key in norm and not isinstance(norm[key], bool):
+            raise InvalidRequestError(f"'cache.{key}' must be true or false, got {norm[key]!r}")
+    ttl = _number("cache.ttl", norm.get("ttl"))
+    if ttl is not None and ttl <= 0:
+        raise InvalidRequestError(f"'cache.ttl' must be a positive number of seconds, got {ttl}")
+    return CacheControl(**norm)
 
 
 def parse_preferences(data: Any) -> Preferences:
@@ -166,6 +188,11 @@ def parse_request(data: Mapping[str, Any]) -> CompletionRequest:
             raise InvalidRequestError(f"'{key}' must be an object")
     if norm.get("timeouts") is not None and not isinstance(norm["timeouts"], RequestTimeouts):
         norm["timeouts"] = parse_timeouts(norm["timeouts"])
+    if norm.get("cache") is not None:
+        norm["cache"] = parse_cache_control(norm["cache"])
+    caller = norm.get("caller")
+    if caller is not None and (not isinstance(caller, str) or not caller):
+        raise InvalidRequestError(f"'caller' must be a non-empty string, got {caller!r}")
     if "stream" in norm and not isinstance(norm["stream"], bool):
         raise InvalidRequestError(f"'stream' must be true or false, got {norm['stream']!r}")
     messages: list[Message | Mapping[str, Any]] = []
