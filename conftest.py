@@ -7,3 +7,12 @@ import pytest
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """anyio's pytest plugin runs each ``@pytest.mark.anyio`` test once per backend."""
     return str(request.param)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every file swarmgate writes by default (usage log, audit log, key
+    store) in a temporary directory, never in the user's home."""
+    import os
+    import tempfile
+
+    os.environ["SWARMGATE_HOME"] = tempfile.mkdtemp(prefix="swarmgate-test-home-")

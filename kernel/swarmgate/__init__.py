@@ -5,6 +5,8 @@ The public API is exactly ``__all__``; everything else is internal.
 
 from importlib import metadata as _metadata
 
+from swarmgate.alerts import Alert
+from swarmgate.callers import CallerDirectory, CallerPolicy
 from swarmgate.config import ModelConfig, ProviderConfig, SwarmgateConfig, load_config, parse_section
 from swarmgate.errors import (
     AuthenticationError,
@@ -62,10 +64,13 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0.0.0"
 
 __all__ = [
+    "Alert",
     "Attempt",
     "AuthenticationError",
     "BudgetExceededError",
     "CacheControl",
+    "CallerDirectory",
+    "CallerPolicy",
     "CompletionRequest",
     "CompletionResponse",
     "ConfigError",

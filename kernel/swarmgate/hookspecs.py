@@ -29,6 +29,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from swarmgate.alerts import Alert
     from swarmgate.config import ProviderConfig
     from swarmgate.errors import SwarmgateError
     from swarmgate.manager import FailureDecision, ProviderManager, RequestContext
@@ -192,6 +193,14 @@ def on_failure(
     state are updated here (returning ``None``). Exceptions are logged and
     treated as ``None``.
     """
+
+
+@hookspec
+def deliver_alert(alert: Alert, manager: ProviderManager) -> None:
+    """Deliver one alert (webhook, email, ...). Called by the manager's
+    background alert task, in order of emission, after the ``on_alert``
+    callbacks; never on the request path. Exceptions are logged and
+    ignored (a delivery plugin retries on its own if it wants to)."""
 
 
 @hookspec(firstresult=True)

@@ -27,7 +27,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
@@ -35,6 +35,8 @@ import anyio
 import attrs
 
 from swarmgate import registry
+from swarmgate.alerts import PROVIDER_DOWN, PROVIDER_RECOVERED, Alert, AlertCallback, AlertHub
+from swarmgate.callers import NO_POLICY, CallerDirectory, CallerPolicy
 from swarmgate.config import (
     ModelConfig,
     ProviderConfig,
@@ -98,6 +100,9 @@ DEFAULT_TOTAL_TIMEOUT_MS = 600_000.0
 
 CANCELLED_BY_CALLER = "the caller cancelled the request"
 LOST_HEDGE = "lost the hedge race"
+
+#: Seconds aclose() waits for queued alerts to be delivered.
+ALERT_DRAIN_TIMEOUT = 5.0
 
 _ids = itertools.count(1)
 _ID_PREFIX = os.urandom(4).hex()
@@ -227,6 +232,9 @@ class ProviderManager:
         self.extensions: dict[str, Any] = {}
         self._key_templates: dict[str, str] = {}
         self._hedge_tokens: float | None = None  # the hedge budget; None while hedging is off
+        self._alerts: AlertHub | None = None
+        self._alert_callbacks: list[AlertCallback] = []  # subscribed before initialize()
+        self._caller_directories: list[CallerDirectory] = []
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -280,6 +288,10 @@ class ProviderManager:
                 await handle.provider.aclose()
             raise
         self._handles = handles
+        self._alerts = AlertHub(self)
+        for callback in self._alert_callbacks:
+            self._alerts.subscribe(callback)
+        self._alerts.start()
         self._initialized = True
         try:
             await self.plugins.plugin_setup(self)
@@ -294,6 +306,10 @@ class ProviderManager:
         self._closed = True
         if self._initialized:
             await self.plugins.plugin_shutdown(self)
+        if self._alerts is not None:
+            with anyio.move_on_after(ALERT_DRAIN_TIMEOUT):
+                await self._alerts.deliver_pending()
+            await self._alerts.aclose()
         for handle in list(self._handles.values()):
             await self._close_handle(handle)
         self._handles = {}
@@ -383,6 +399,90 @@ class ProviderManager:
         max_out = request.max_tokens or model.max_tokens or 1024
         return model.price(estimate_tokens(request.prompt_text()), max_out)
 
+    # -- callers ---------------------------------------------------------------
+
+    def add_caller_directory(self, directory: CallerDirectory) -> None:
+        """Let ``directory`` answer :meth:`caller_policy` (after those added before it)."""
+        self._caller_directories.append(directory)
+
+    def caller_policy(self, caller: str | None) -> CallerPolicy:
+        """What ``caller`` may do: the first directory's policy that knows it,
+        else :data:`~swarmgate.callers.NO_POLICY` (no limits of its own)."""
+        if caller is not None:
+            for directory in self._caller_directories:
+                policy = directory.policy(caller)
+                if policy is not None:
+                    return policy
+        return NO_POLICY
+
+    # -- alerts ----------------------------------------------------------------
+
+    def on_alert(self, callback: AlertCallback) -> Callable[[], None]:
+        """Call ``callback`` (sync or async, taking an :class:`~swarmgate.alerts.Alert`)
+        for every alert, off the request path; returns a function that unsubscribes it."""
+        if self._alerts is None:
+            self._alert_callbacks.append(callback)
+
+            def unsubscribe() -> None:
+                if callback in self._alert_callbacks:
+                    self._alert_callbacks.remove(callback)
+
+            return unsubscribe
+        return self._alerts.subscribe(callback)
+
+    def emit_alert(self, alert: Alert) -> None:
+        """Queue ``alert`` for delivery; never blocks or raises (dropped
+        before :meth:`initialize` and after :meth:`aclose`)."""
+        if self._alerts is not None and not self._closed:
+            self._alerts.emit(alert)
+
+    @property
+    def alerts(self) -> AlertHub | None:
+        """The alert hub (recent alerts, delivery counters), once initialized."""
+        return self._alerts
+
+    # -- analytics (provided by plugins) -------------------------------------------
+
+    def _service(self, name: str, distribution: str) -> Any:
+        service = self.extensions.get(name)
+        if service is None:
+            raise PluginError(
+                f"no {name} service is active: install {distribution!r} (or 'qwen-swarm-enhanced') "
+                "and make sure the config does not disable it",
+                namespace="swarmgate",
+                name=name,
+                distribution=distribution,
+            )
+        return service
+
+    async def get_analytics(self, window: str | None = None) -> Mapping[str, Any]:
+        """Per-provider and per-model figures in the feature guide's shape
+        (``providers``: name, successRate, avgLatency, p50/p95/p99, ttft,
+        avgCost, totalRequests, totalCost, tokens, uptime, inflight; ``models``;
+        ``cache``; ``window``). ``window`` is ``1m``, ``1h``, ``1d`` (the live
+        sliding windows) or a longer span answered from the usage log
+        (``7d``, ``30d``); ``None`` means since start. Needs ``swarmgate-analytics``."""
+        result: Mapping[str, Any] = await self._service("analytics", "swarmgate-analytics").analytics(window)
+        return result
+
+    async def get_metrics(self) -> Mapping[str, Any]:
+        """The raw counters behind the analytics. Needs ``swarmgate-analytics``."""
+        result: Mapping[str, Any] = await self._service("analytics", "swarmgate-analytics").metrics()
+        return result
+
+    async def export_metrics(self, format: str = "json") -> str:  # noqa: A002 - the guide's name
+        """The metrics rendered by the exporter named ``format`` (entry point in
+        ``swarmgate.exporters``: ``json``, ``csv``, ``prometheus``, ...)."""
+        exporter = self._load_routing_driver(registry.EXPORTERS, format, "format")
+        rendered: str = await exporter().render(self)
+        return rendered
+
+    async def get_optimization_recommendations(self) -> list[Mapping[str, Any]]:
+        """Data-driven recommendations (type, description, impact, action).
+        Needs ``swarmgate-analytics``."""
+        result: list[Mapping[str, Any]] = await self._service("analytics", "swarmgate-analytics").recommendations()
+        return result
+
     # -- health --------------------------------------------------------------
 
     def set_health(self, name: str, healthy: bool, detail: str = "", *, source: str = "default") -> None:
@@ -394,8 +494,15 @@ class ProviderManager:
             return
         handle.health_marks[source] = (healthy, detail)
         sick = [d or s for s, (ok, d) in handle.health_marks.items() if not ok]
+        was_healthy = handle.healthy
         handle.healthy = not sick
         handle.health_detail = "; ".join(sick)
+        if was_healthy and sick:
+            self.emit_alert(
+                Alert(PROVIDER_DOWN, f"provider {name!r} is down: {handle.health_detail}", "critical", name)
+            )
+        elif not was_healthy and not sick:
+            self.emit_alert(Alert(PROVIDER_RECOVERED, f"provider {name!r} recovered", "info", name))
 
     async def check_health(self, name: str | None = None) -> dict[str, HealthStatus]:
         """Probe one provider (or all) through the ``health_probe`` hook,

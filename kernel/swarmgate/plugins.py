@@ -36,6 +36,7 @@ from swarmgate.models import CompletionRequest, CompletionResponse, HealthStatus
 if TYPE_CHECKING:
     import click
 
+    from swarmgate.alerts import Alert
     from swarmgate.config import ProviderConfig
     from swarmgate.errors import SwarmgateError
     from swarmgate.manager import FailureDecision, ProviderManager, RequestContext
@@ -308,6 +309,10 @@ class PluginHost:
                 return result  # type: ignore[no-any-return]
         return None
 
+    async def deliver_alert(self, alert: Alert, manager: ProviderManager) -> None:
+        """Run every ``deliver_alert``; exceptions are logged."""
+        await self._each("deliver_alert", {"alert": alert, "manager": manager}, swallow=True)
+
     async def health_probe(self, manager: ProviderManager, name: str, provider: Provider) -> HealthStatus:
         """The first health status any plugin returns; an exception is unhealthy."""
         try:
@@ -350,6 +355,7 @@ _ASYNC_HOOKS = frozenset(
         "request_failed",
         "on_failure",
         "health_probe",
+        "deliver_alert",
         "plugin_setup",
         "plugin_shutdown",
         "provider_changed",

@@ -11,7 +11,10 @@ import swarmgate
 def test_public_names_are_exactly_all() -> None:
     public = {name for name in dir(swarmgate) if not name.startswith("_")}
     modules = {
+        "alerts",
         "builtins",
+        "callers",
+        "paths",
         "config",
         "errors",
         "hookspecs",

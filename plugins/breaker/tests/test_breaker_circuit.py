@@ -101,6 +101,12 @@ def flaky(manager: ProviderManager, name: str = "primary") -> Flaky:
     return provider
 
 
+async def settled(manager: ProviderManager, served: list[str], started: int) -> None:
+    """Wait until each of the ``started`` requests has been answered or is in flight upstream."""
+    while len(served) + sum(manager.handle(n).inflight for n in manager.providers()) < started:  # type: ignore[union-attr]
+        await anyio.sleep(0)
+
+
 async def ask(manager: ProviderManager) -> str:
     """One request for primary/p (spare as fallback); returns who answered."""
     return (await manager.complete(prompt="hi", model="primary/p")).provider
@@ -191,7 +197,7 @@ async def test_half_open_lets_a_limited_number_of_probes_through() -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(one)
-            await anyio.wait_all_tasks_blocked()  # the probe is in flight
+            await settled(manager, served, 1)  # the probe is in flight
             group.start_soon(one)
         assert served == ["spare", "primary"]  # the second request could not probe
         assert breaker.state(PRIMARY) == "half_open"  # one success of two
@@ -218,9 +224,9 @@ async def test_two_probe_slots_admit_two_concurrent_probes() -> None:
             served.append(await ask(manager))
 
         async with anyio.create_task_group() as group:
-            for _ in range(3):
+            for started in range(1, 4):
                 group.start_soon(one)
-                await anyio.wait_all_tasks_blocked()
+                await settled(manager, served, started)
         assert sorted(served) == ["primary", "primary", "spare"]
 
 
