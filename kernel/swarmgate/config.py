@@ -6,7 +6,8 @@ attrs classes below, strictly: a wrong type, an unknown key or a missing
 required key is a :class:`~swarmgate.errors.ConfigError` naming the dotted
 path of every bad value (``providers.openai.models.gpt-4.maxTokens``).
 
-Sections owned by plugins (``optimization``, ``security``, ``plugins`` and
+Sections owned by plugins (``optimization``, ``security``, ``monitoring``,
+``server``, ``plugins`` and
 the plugin-specific parts of ``routing``) stay plain mappings here; a plugin
 structures its own part with :func:`parse_section`, getting the same
 path-naming errors.
@@ -200,6 +201,10 @@ class SwarmgateConfig:
     routes: dict[str, RouteConfig] = attrs.field(factory=dict)
     optimization: dict[str, Any] = attrs.field(factory=dict)
     security: dict[str, Any] = attrs.field(factory=dict)
+    #: Plugin-owned: the usage log, analytics windows, alerts and their delivery.
+    monitoring: dict[str, Any] = attrs.field(factory=dict)
+    #: Plugin-owned: the HTTP gateway (listen address, caller keys, limits) and its dashboard.
+    server: dict[str, Any] = attrs.field(factory=dict)
     state: StateConfig = attrs.field(factory=StateConfig)
     plugins: dict[str, Any] = attrs.field(factory=dict)
     source: str | None = attrs.field(default=None, eq=False)
