@@ -77,6 +77,15 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def gateway_routes(manager: ProviderManager) -> Sequence[Any] | None:
+    """Synchronous. Called once when the HTTP gateway (``swarmgate-server``)
+    builds its ASGI app: return Starlette routes or mounts to add to it (the
+    dashboard's page and assets, a plugin's own admin endpoints), or
+    ``None``. Paths must not collide with the gateway's own (``/v1/...``,
+    ``/health...``, ``/metrics``, ``/admin/...``). Raising aborts start-up."""
+
+
+@hookspec
 def provider_changed(
     manager: ProviderManager, name: str, old: ProviderConfig | None, new: ProviderConfig | None
 ) -> None:

@@ -340,6 +340,11 @@ class PluginHost:
         result: Mapping[str, Any] | None = self.pm.hook.default_config()
         return result
 
+    def gateway_routes(self, manager: ProviderManager) -> list[Any]:
+        """Every route plugins add to the HTTP gateway, flattened."""
+        results: list[Sequence[Any] | None] = self.pm.hook.gateway_routes(manager=manager)
+        return [route for routes in reversed(results) if routes for route in routes]
+
     def register_commands(self, cli: click.Group) -> None:
         """Let every plugin add its CLI commands."""
         self.pm.hook.register_commands(cli=cli)
