@@ -72,12 +72,23 @@ class Alert:
 AlertCallback = Callable[[Alert], Awaitable[None] | None]
 
 
+def subscribe(callbacks: list[AlertCallback], callback: AlertCallback) -> Callable[[], None]:
+    """Append ``callback`` to ``callbacks``; returns the function that removes it."""
+    callbacks.append(callback)
+
+    def unsubscribe() -> None:
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    return unsubscribe
+
+
 class AlertHub:
     """The queue between those who raise alerts and those who deliver them."""
 
-    def __init__(self, manager: ProviderManager) -> None:
+    def __init__(self, manager: ProviderManager, callbacks: list[AlertCallback] | None = None) -> None:
         self._manager = manager
-        self._callbacks: list[AlertCallback] = []
+        self._callbacks = callbacks if callbacks is not None else []
         self._queue: deque[Alert] = deque()
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
@@ -91,13 +102,7 @@ class AlertHub:
 
     def subscribe(self, callback: AlertCallback) -> Callable[[], None]:
         """Call ``callback`` (sync or async) for every alert; returns the unsubscribe function."""
-        self._callbacks.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._callbacks, callback)
 
     def emit(self, alert: Alert) -> None:
         """Queue ``alert`` for delivery (never blocks, never raises)."""

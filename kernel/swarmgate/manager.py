@@ -35,7 +35,7 @@ import anyio
 import attrs
 
 from swarmgate import registry
-from swarmgate.alerts import PROVIDER_DOWN, PROVIDER_RECOVERED, Alert, AlertCallback, AlertHub
+from swarmgate.alerts import PROVIDER_DOWN, PROVIDER_RECOVERED, Alert, AlertCallback, AlertHub, subscribe
 from swarmgate.callers import NO_POLICY, CallerDirectory, CallerPolicy
 from swarmgate.config import (
     ModelConfig,
@@ -233,7 +233,7 @@ class ProviderManager:
         self._key_templates: dict[str, str] = {}
         self._hedge_tokens: float | None = None  # the hedge budget; None while hedging is off
         self._alerts: AlertHub | None = None
-        self._alert_callbacks: list[AlertCallback] = []  # subscribed before initialize()
+        self._alert_callbacks: list[AlertCallback] = []  # shared with the hub
         self._caller_directories: list[CallerDirectory] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -288,9 +288,7 @@ class ProviderManager:
                 await handle.provider.aclose()
             raise
         self._handles = handles
-        self._alerts = AlertHub(self)
-        for callback in self._alert_callbacks:
-            self._alerts.subscribe(callback)
+        self._alerts = AlertHub(self, self._alert_callbacks)
         self._alerts.start()
         self._initialized = True
         try:
@@ -419,16 +417,9 @@ class ProviderManager:
 
     def on_alert(self, callback: AlertCallback) -> Callable[[], None]:
         """Call ``callback`` (sync or async, taking an :class:`~swarmgate.alerts.Alert`)
-        for every alert, off the request path; returns a function that unsubscribes it."""
-        if self._alerts is None:
-            self._alert_callbacks.append(callback)
-
-            def unsubscribe() -> None:
-                if callback in self._alert_callbacks:
-                    self._alert_callbacks.remove(callback)
-
-            return unsubscribe
-        return self._alerts.subscribe(callback)
+        for every alert, off the request path; returns a function that unsubscribes it.
+        May be called before :meth:`initialize`."""
+        return subscribe(self._alert_callbacks, callback)
 
     def emit_alert(self, alert: Alert) -> None:
         """Queue ``alert`` for delivery; never blocks or raises (dropped
