@@ -130,6 +130,8 @@ class ProviderConfig:
     rate_limit: dict[str, Any] | None = None
     retry: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
+    #: Where the provider processes data (``us-east-1``, ``eu``, ...); data-residency rules read it.
+    region: str | None = None
     settings: dict[str, Any] = attrs.field(factory=dict)
 
     def resolve_default_model(self) -> str | None:
