@@ -14,6 +14,9 @@ half-open one; ``on_failure`` (``tryfirst``, returns ``None``: it observes
 and never decides, so it runs before any plugin that decides) counts the
 failed attempt; ``after_response`` counts the answering attempt's success.
 
+Alerts: opening a closed circuit raises ``breaker_opened``, closing one
+``breaker_closed`` (``manager.emit_alert``; a reopening raises nothing).
+
 Shared state, in ``manager.state`` under ``breaker:<provider>/<model>:...``:
 the circuit (``:state``, ``open:<wall-clock time it opened>`` or absent),
 the consecutive-failure streak (``:streak``), the rate window
@@ -46,6 +49,7 @@ from swarmgate import (
     hookimpl,
     parse_section,
 )
+from swarmgate.alerts import BREAKER_CLOSED, BREAKER_OPENED, Alert
 from swarmgate.logs import get_logger
 from swarmgate_breaker.settings import BreakerSettings
 
@@ -411,7 +415,7 @@ class BreakerPlugin:
         if opened_at is not None:
             if now >= opened_at + self.timeout:
                 self.counters.reopened += 1
-                await self._open(target, view, now, "a failure while half-open")
+                await self._open(target, view, now, "a failure while half-open", alert=False)
             else:
                 view.opened_at = opened_at  # already open: opened by another attempt or instance
             return
@@ -420,7 +424,10 @@ class BreakerPlugin:
         elif rate_tripped:
             await self._open(target, view, now, f"failure rate at or above {self._rate:g}")
 
-    async def _open(self, target: Target, view: _View, now: float, why: str) -> None:
+    async def _open(self, target: Target, view: _View, now: float, why: str, *, alert: bool = True) -> None:
+        """Open the circuit of ``target`` now; raise a ``breaker_opened``
+        alert unless it is a half-open circuit reopening (the operator
+        already knows; its closing is announced)."""
         store = self._store
         await store.set(view.keys.state, f"open:{now!r}".encode())
         await store.delete(view.keys.half_ok)
@@ -429,6 +436,18 @@ class BreakerPlugin:
         view.sync_due = now + self._sync_every
         self.counters.opened += 1
         log.warning("circuit_opened", target=str(target), reason=why, until=clock_time(now + self.timeout))
+        if alert:
+            assert self.manager is not None
+            self.manager.emit_alert(
+                Alert(
+                    BREAKER_OPENED,
+                    f"circuit of {target} opened ({why}); open until {clock_time(now + self.timeout)}",
+                    "warning",
+                    target.provider,
+                    target.model,
+                    {"reason": why, "opened_at": now, "open_until": now + self.timeout},
+                )
+            )
         if self.settings.mark_unhealthy:
             self._mark_unhealthy(target.provider, now)
 
@@ -475,6 +494,17 @@ class BreakerPlugin:
         view.reset_streak = False
         self.counters.closed += 1
         log.info("circuit_closed", target=str(target))
+        assert self.manager is not None
+        self.manager.emit_alert(
+            Alert(
+                BREAKER_CLOSED,
+                f"circuit of {target} closed after {self._successes} successful probe(s)",
+                "info",
+                target.provider,
+                target.model,
+                {"successes": self._successes},
+            )
+        )
         self._restore_health(target.provider)
 
     # -- provider health ---------------------------------------------------------

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from swarmgate import (
+    Alert,
     AuthenticationError,
     ContentFilteredError,
     ContextLengthExceededError,
@@ -24,6 +25,7 @@ from swarmgate import (
     Target,
     hookimpl,
 )
+from swarmgate.alerts import BREAKER_CLOSED, BREAKER_OPENED
 from swarmgate.models import ProviderEvent, ProviderReply
 from swarmgate.provider import ProviderCall
 from swarmgate.testing import Outcome, ScriptedProvider
@@ -379,3 +381,37 @@ async def test_snapshot() -> None:
     }
     assert snapshot["spare/s"]["state"] == "closed"
     assert snapshot["spare/s"]["pending_successes"] == 3
+
+
+async def test_open_and_close_raise_alerts_and_a_reopening_does_not() -> None:
+    """``breaker_opened`` when a closed circuit opens, ``breaker_closed``
+    when it closes; a half-open circuit reopening raises nothing (its
+    opening was announced, its closing will be)."""
+    clock = Clock()
+    seen: list[Alert] = []
+    cfg = config(failureThreshold=3, timeout=5_000, successThreshold=2)
+    async with ProviderManager(cfg, drivers=drivers(clock), plugins=(BreakerPlugin(clock=clock),)) as manager:
+        manager.on_alert(seen.append)
+        primary = flaky(manager)
+        primary.down = True
+        for _ in range(3):
+            await ask(manager)
+        clock.advance(5.5)
+        await ask(manager)  # the probe fails: reopened, no second alert
+        assert manager.extensions["breaker"].counters()["reopened"] == 1
+        clock.advance(5.5)
+        primary.down = False
+        await ask(manager)
+        await ask(manager)  # two successful probes close it
+    breaker_alerts = [a for a in seen if a.type in (BREAKER_OPENED, BREAKER_CLOSED)]
+    assert [(a.type, a.provider, a.model, a.severity) for a in breaker_alerts] == [
+        (BREAKER_OPENED, "primary", "p", "warning"),
+        (BREAKER_CLOSED, "primary", "p", "info"),
+    ]
+    opened = breaker_alerts[0]
+    assert opened.message.startswith("circuit of primary/p opened (3 consecutive failures); open until ")
+    assert opened.data == {
+        "reason": "3 consecutive failures",
+        "opened_at": opened.data["opened_at"],
+        "open_until": opened.data["opened_at"] + 5.0,
+    }
