@@ -1326,6 +1326,13 @@ class ProviderManager:
                     yield StreamStart(early.provider, early.model, early.id or context.id)
                     if early.content:
                         yield TextDelta(early.content)
+                    # A cached answer's tool calls are replayed as deltas too, so a
+                    # consumer assembling them from the events sees the same as live.
+                    for index, call in enumerate(early.tool_calls or ()):
+                        function = call.get("function") or {}
+                        yield ToolCallDelta(
+                            index, call.get("id"), function.get("name"), function.get("arguments") or ""
+                        )
                     yield UsageEvent(early.tokens, early.cost)
                     yield FinishEvent(early.finish_reason, early)
                     return
