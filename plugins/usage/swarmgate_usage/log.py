@@ -1,0 +1,971 @@
+"""``UsageLog``: the durable usage log, a SQLite file written by one thread.
+
+Writing. The request hooks call :meth:`UsageLog.enqueue_success` /
+:meth:`UsageLog.enqueue_failure`, which put a tuple of references on a
+``queue.SimpleQueue`` and return: no I/O and no record building on the event
+loop. A dedicated writer thread owns the write connection; it turns queued
+tuples into rows and commits them as a group, ``commit_interval`` seconds
+after the first of them was queued or as soon as ``max_batch`` are pending,
+whichever comes first, and on :meth:`flush`, :meth:`purge` and shutdown.
+The same thread purges rows older than ``retention`` when it starts and
+then every hour.
+
+Durability. The database runs in WAL mode with ``synchronous=NORMAL``: a
+commit appends to the write-ahead log without an fsync; the WAL is synced at
+checkpoints. A process crash (``kill -9``, an exception that takes the
+process down) loses nothing that was committed, because the WAL is in the OS
+page cache; only the requests queued since the last group commit (at most
+``commit_interval`` of them, plus a batch being written) are lost. An OS
+crash or power loss may also lose the last commits before the latest
+checkpoint; the database stays consistent either way.
+
+Reading. :meth:`records` and :meth:`spend` run in a worker thread
+(``anyio.to_thread.run_sync``) on a separate, query-only connection; they
+see what is committed (call :meth:`flush` first to include what is pending).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypedDict
+
+import anyio
+import anyio.to_thread
+
+from swarmgate import (
+    Attempt,
+    CompletionRequest,
+    CompletionResponse,
+    SwarmgateConfig,
+    SwarmgateError,
+)
+from swarmgate.errors import ERROR_CLASSES, ErrorKind
+from swarmgate.logs import get_logger
+from swarmgate_usage.records import AttemptRecord, UsageRecord
+from swarmgate_usage.settings import UsageLogSettings
+
+log = get_logger("swarmgate.usage")
+
+#: The schema version this package writes (``meta.schema_version``).
+SCHEMA_VERSION: Final = 1
+#: Seconds between retention purges while the writer runs.
+PURGE_EVERY: Final = 3600.0
+#: Milliseconds a connection waits for another connection's lock.
+BUSY_TIMEOUT_MS: Final = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    caller TEXT,
+    requested_model TEXT NOT NULL,
+    provider TEXT,
+    model TEXT,
+    ok INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error_kind TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    cache_hit INTEGER NOT NULL,
+    cost_saved REAL NOT NULL,
+    stream INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    route TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_provider_ts ON requests (provider, ts);
+CREATE INDEX IF NOT EXISTS requests_caller_ts ON requests (caller, ts);
+CREATE TABLE IF NOT EXISTS attempts (
+    request_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    error_kind TEXT,
+    status INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    refused INTEGER NOT NULL,
+    PRIMARY KEY (request_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attempts_provider_ts ON attempts (provider, ts);
+CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts);
+"""
+
+_REQUEST_COLUMNS: Final = (
+    "id, ts, caller, requested_model, provider, model, ok, status, error_kind, input_tokens, output_tokens, "
+    "cost, latency_ms, ttft_ms, cache_hit, cost_saved, stream, tags, route"
+)
+_ATTEMPT_COLUMNS: Final = (
+    "request_id, idx, ts, provider, model, ok, error_kind, status, input_tokens, output_tokens, cost, latency_ms, "
+    "ttft_ms, refused"
+)
+_INSERT_REQUEST: Final = f"INSERT OR REPLACE INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+_DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE request_id = ?"
+_INSERT_ATTEMPT: Final = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+
+#: Queue entries. The hooks enqueue tuples whose first item says which:
+#: ``(_OK, id, ts, request, response, route, stream)``,
+#: ``(_FAILED, id, ts, latency_ms, request, error, attempts, route, stream)``,
+#: ``(_RECORD, record)``. Anything else on the queue is a control message.
+_OK: Final = 0
+_FAILED: Final = 1
+_RECORD: Final = 2
+
+#: The HTTP-style status of each error kind (for attempts without an upstream status).
+_KIND_STATUS: Final = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
+
+
+class UsageStats(TypedDict):
+    """What :meth:`UsageLog.stats` reports.
+
+    ``rows``: requests in the log as this instance knows it (counted when it
+    opened, plus what it committed, minus what it purged); ``pending``:
+    recorded but not yet committed; ``commits``: group commits made;
+    ``last_commit_ts``: unix time of the last one (``None`` before the
+    first); ``dropped``: records that could not be written (a failed commit,
+    a record that could not be converted, a record after close).
+    """
+
+    rows: int
+    pending: int
+    commits: int
+    last_commit_ts: float | None
+    dropped: int
+
+
+class UsageLogError(RuntimeError):
+    """The usage log could not do what was asked (a failed commit, a file
+    that is not a usage log, a log that is closed)."""
+
+
+class _Control:
+    """A control message for the writer thread; ``done`` is set once it was handled."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+
+
+class _Flush(_Control):
+    __slots__ = ()
+
+
+class _Stop(_Control):
+    __slots__ = ()
+
+
+class _Purge(_Control):
+    __slots__ = ("cutoff", "deleted")
+
+    def __init__(self, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = cutoff
+        self.deleted = 0
+
+
+# ---------------------------------------------------------------------------
+# Building records (in the writer thread)
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    """The logged form of a kernel :class:`~swarmgate.Attempt`."""
+    if attempt.ok:
+        status = 200
+    elif attempt.status is not None:
+        status = attempt.status
+    else:
+        status = _KIND_STATUS.get(attempt.error_kind or "", 500)
+    tokens = attempt.tokens
+    return AttemptRecord(
+        provider=attempt.provider,
+        model=attempt.model,
+        ok=attempt.ok,
+        error_kind=attempt.error_kind,
+        status=status,
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        cost=attempt.cost,
+        latency_ms=attempt.latency,
+        ttft_ms=attempt.ttft,
+        refused=attempt.refused,
+    )
+
+
+def success_record(
+    request_id: str,
+    ts: float,
+    request: CompletionRequest,
+    response: CompletionResponse,
+    *,
+    route: str | None = None,
+    stream: bool = False,
+) -> UsageRecord:
+    """The record of an answered request.
+
+    Tokens and cost are summed over ``response.attempts`` (a failed
+    attempt's partial usage counts: it was billed). A cache hit costs 0 and
+    consumed no tokens; ``cost_saved`` is ``response.metadata["cost_saved"]``
+    (what the cached answer cost when it was produced). An answer a hook
+    produced without attempts and without ``cached`` counts its own cost and
+    tokens.
+    """
+    attempts = tuple(attempt_record(a) for a in response.attempts)
+    cache_hit = response.cached
+    cost_saved = 0.0
+    if attempts:
+        input_tokens = sum(a.input_tokens for a in attempts)
+        output_tokens = sum(a.output_tokens for a in attempts)
+        cost = math.fsum(a.cost for a in attempts)
+    elif cache_hit:
+        input_tokens = output_tokens = 0
+        cost = 0.0
+    else:
+        input_tokens, output_tokens, cost = response.tokens.input, response.tokens.output, response.cost
+    if cache_hit:
+        saved = response.metadata.get("cost_saved", 0.0)
+        cost_saved = float(saved) if isinstance(saved, int | float) and not isinstance(saved, bool) else 0.0
+    return UsageRecord(
+        id=request_id,
+        ts=ts,
+        caller=request.caller,
+        requested_model=request.model,
+        provider=response.provider,
+        model=response.model,
+        ok=True,
+        status=200,
+        error_kind=None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        latency_ms=response.latency,
+        ttft_ms=response.ttft,
+        cache_hit=cache_hit,
+        cost_saved=cost_saved,
+        stream=stream,
+        attempts=attempts,
+        tags=tuple(request.tags),
+        route=route,
+    )
+
+
+def failure_record(
+    request_id: str,
+    ts: float,
+    latency_ms: float,
+    request: CompletionRequest,
+    error: SwarmgateError,
+    attempts: Sequence[Attempt],
+    *,
+    route: str | None = None,
+    stream: bool = False,
+) -> UsageRecord:
+    """The record of a request that ended without an answer (refused,
+    failed, cancelled). ``status`` is ``error.status_code``; ``provider`` and
+    ``model`` are those of the last attempt (else the error's own, else
+    ``None``); tokens and cost are summed over ``attempts``, partial usage of
+    a cancelled or broken stream included; ``ttft_ms`` is the last attempt's."""
+    logged = tuple(attempt_record(a) for a in attempts)
+    if logged:
+        last = logged[-1]
+        provider: str | None = last.provider
+        model: str | None = last.model
+        ttft = last.ttft_ms
+    else:
+        provider, model, ttft = error.provider, error.model, None
+    kind = error.kind
+    return UsageRecord(
+        id=request_id,
+        ts=ts,
+        caller=request.caller,
+        requested_model=request.model,
+        provider=provider,
+        model=model,
+        ok=False,
+        status=error.status_code,
+        error_kind=kind.value if isinstance(kind, ErrorKind) else str(kind),
+        input_tokens=sum(a.input_tokens for a in logged),
+        output_tokens=sum(a.output_tokens for a in logged),
+        cost=math.fsum(a.cost for a in logged),
+        latency_ms=latency_ms,
+        ttft_ms=ttft,
+        cache_hit=False,
+        cost_saved=0.0,
+        stream=stream,
+        attempts=logged,
+        tags=tuple(request.tags),
+        route=route,
+    )
+
+
+def _record_of(item: tuple[Any, ...]) -> UsageRecord:
+    kind = item[0]
+    if kind == _OK:
+        _, rid, ts, request, response, route, stream = item
+        return success_record(rid, ts, request, response, route=route, stream=stream)
+    if kind == _FAILED:
+        _, rid, ts, latency, request, error, attempts, route, stream = item
+        return failure_record(rid, ts, latency, request, error, attempts, route=route, stream=stream)
+    record: UsageRecord = item[1]
+    return record
+
+
+def _request_row(r: UsageRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.ts,
+        r.caller,
+        r.requested_model,
+        r.provider,
+        r.model,
+        int(r.ok),
+        r.status,
+        r.error_kind,
+        r.input_tokens,
+        r.output_tokens,
+        r.cost,
+        r.latency_ms,
+        r.ttft_ms,
+        int(r.cache_hit),
+        r.cost_saved,
+        int(r.stream),
+        json.dumps(list(r.tags)),
+        r.route,
+    )
+
+
+def _attempt_rows(r: UsageRecord) -> Iterable[tuple[Any, ...]]:
+    for idx, a in enumerate(r.attempts):
+        yield (
+            r.id,
+            idx,
+            r.ts,
+            a.provider,
+            a.model,
+            int(a.ok),
+            a.error_kind,
+            a.status,
+            a.input_tokens,
+            a.output_tokens,
+            a.cost,
+            a.latency_ms,
+            a.ttft_ms,
+            int(a.refused),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Connections
+
+
+def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None, check_same_thread=check_same_thread
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """The stored schema version, ``None`` for a file without the meta table."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if has_meta is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, the tables and the version; raises UsageLogError for a file
+    of a newer schema or that is not a SQLite database."""
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        version = _schema_version(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            raise UsageLogError(
+                f"{path} has usage-log schema {version}; this swarmgate-usage reads up to {SCHEMA_VERSION}: upgrade it"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise UsageLogError(f"{path} is not a usable usage log: {exc}") from None
+
+
+def _purge_rows(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Delete requests (and their attempts) that started before ``cutoff``; how many requests went."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM attempts WHERE ts < ?", (cutoff,))
+        deleted = conn.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(deleted)
+
+
+def _parse_records(rows: Sequence[Sequence[Any]]) -> list[UsageRecord]:
+    """Records from rows of requests LEFT JOIN attempts, ordered by request then attempt."""
+    out: list[UsageRecord] = []
+    current: list[Any] | None = None
+    attempts: list[AttemptRecord] = []
+
+    def close() -> None:
+        if current is not None:
+            out.append(_usage_record(current, attempts))
+
+    for row in rows:
+        head = row[:19]
+        if current is None or head[0] != current[0]:
+            close()
+            current = list(head)
+            attempts = []
+        if row[19] is not None:
+            (_idx, provider, model, ok, error_kind, status, tin, tout, cost, latency, ttft, refused) = row[19:]
+            attempts.append(
+                AttemptRecord(
+                    provider=provider,
+                    model=model,
+                    ok=bool(ok),
+                    error_kind=error_kind,
+                    status=status,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    cost=cost,
+                    latency_ms=latency,
+                    ttft_ms=ttft,
+                    refused=bool(refused),
+                )
+            )
+    close()
+    return out
+
+
+def _usage_record(head: Sequence[Any], attempts: Sequence[AttemptRecord]) -> UsageRecord:
+    (rid, ts, caller, requested, provider, model, ok, status, kind, tin, tout, cost, latency, ttft, cache_hit,
+     saved, stream, tags, route) = head  # fmt: skip
+    return UsageRecord(
+        id=rid,
+        ts=ts,
+        caller=caller,
+        requested_model=requested,
+        provider=provider,
+        model=model,
+        ok=bool(ok),
+        status=status,
+        error_kind=kind,
+        input_tokens=tin,
+        output_tokens=tout,
+        cost=cost,
+        latency_ms=latency,
+        ttft_ms=ttft,
+        cache_hit=bool(cache_hit),
+        cost_saved=saved,
+        stream=bool(stream),
+        attempts=tuple(attempts),
+        tags=tuple(json.loads(tags)),
+        route=route,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The log
+
+
+class UsageLog:
+    """The usage log at ``path``; see the module docstring.
+
+    Built by the plugin (``manager.extensions["usage"]``) or by
+    :func:`open_log` for reading a recorded file. ``commit_interval`` and
+    ``retention`` are seconds (``retention`` ``None``: keep everything).
+    A log is *writable* once :meth:`start` ran (the writer thread is up) and
+    until :meth:`aclose`/:meth:`close`; reads and :meth:`purge` work either way.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        commit_interval: float = 0.2,
+        max_batch: int = 500,
+        retention: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.commit_interval = commit_interval
+        self.max_batch = max_batch
+        self.retention = retention
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._put: Callable[[Any], None] = self._queue.put
+        self._writer: threading.Thread | None = None
+        self._writing = False  # the writer runs and accepts records
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        # Counters. ``_enqueued`` is written by the recording thread (the
+        # event loop's), the others by the writer thread: no counter has two writers.
+        self._enqueued = 0
+        self._handled = 0
+        self._rows = 0
+        self._commits = 0
+        self._last_commit: float | None = None
+        self._dropped_writer = 0
+        self._dropped_closed = 0
+
+    @classmethod
+    def from_settings(cls, settings: UsageLogSettings) -> UsageLog:
+        """A log configured by ``monitoring.usageLog`` (not started)."""
+        return cls(
+            settings.resolved_path(),
+            commit_interval=settings.commit_interval / 1000.0,
+            max_batch=settings.max_batch,
+            retention=None if settings.retention is None else settings.retention / 1000.0,
+        )
+
+    def __repr__(self) -> str:
+        return f"UsageLog({str(self.path)!r}, writing={self._writing})"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """The writer thread runs: recorded requests will be written."""
+        return self._writing
+
+    def start(self) -> None:
+        """Create the file and schema if needed and start the writer thread
+        (blocking; call it through ``anyio.to_thread.run_sync`` from async
+        code). Raises UsageLogError when the file is not a usable usage log."""
+        if self._writer is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ready.clear()
+        self._start_error = None
+        writer = threading.Thread(target=self._run, name=f"swarmgate-usage-writer:{self.path.name}", daemon=True)
+        self._writer = writer
+        writer.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            writer.join()
+            self._writer = None
+            raise self._start_error
+        self._writing = True
+        atexit.register(self.close)
+
+    async def aclose(self) -> None:
+        """Commit what is pending, stop the writer and close the connections.
+        Records arriving later are dropped (and counted)."""
+        await anyio.to_thread.run_sync(self.close)
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose` (for synchronous callers and interpreter exit)."""
+        writer = self._writer
+        if writer is not None:
+            self._writing = False
+            atexit.unregister(self.close)
+            stop = _Stop()
+            self._put(stop)
+            writer.join()
+            self._writer = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    # -- recording (on the event loop: no I/O) -------------------------------------
+
+    def enqueue_success(
+        self,
+        request_id: str,
+        ts: float,
+        request: CompletionRequest,
+        response: CompletionResponse,
+        route: str | None,
+        stream: bool,
+    ) -> None:
+        """Queue an answered request; the writer builds its record (see
+        :func:`success_record`). Never blocks, never does I/O."""
+        if self._writing:
+            self._enqueued += 1
+            self._put((_OK, request_id, ts, request, response, route, stream))
+        else:
+            self._dropped_closed += 1
+
+    def enqueue_failure(
+        self,
+        request_id: str,
+        ts: float,
+        latency_ms: float,
+        request: CompletionRequest,
+        error: SwarmgateError,
+        attempts: Sequence[Attempt],
+        route: str | None,
+        stream: bool,
+    ) -> None:
+        """Queue a request that ended without an answer (see
+        :func:`failure_record`). Never blocks, never does I/O."""
+        if self._writing:
+            self._enqueued += 1
+            self._put((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
+        else:
+            self._dropped_closed += 1
+
+    def record(self, record: UsageRecord) -> None:
+        """Queue a ready-made record (an import, a replay, a test). A record
+        with the id of a logged one replaces it. Never blocks."""
+        if self._writing:
+            self._enqueued += 1
+            self._put((_RECORD, record))
+        else:
+            self._dropped_closed += 1
+
+    # -- the writer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            conn = _connect(self.path)
+            try:
+                _create_schema(conn, self.path)
+                self._rows = int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+            except BaseException:
+                conn.close()
+                raise
+        except Exception as exc:  # noqa: BLE001 - reported to start()
+            self._start_error = exc if isinstance(exc, UsageLogError) else UsageLogError(f"{self.path}: {exc}")
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop(conn)
+        finally:
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        get = self._queue.get
+        interval = self.commit_interval
+        max_batch = self.max_batch
+        pending: list[tuple[Any, ...]] = []
+        deadline = math.inf  # when the pending batch must be committed (monotonic)
+        next_purge = time.monotonic() if self.retention is not None else math.inf
+        while True:
+            now = time.monotonic()
+            if pending and now >= deadline:
+                self._commit(conn, pending)
+                pending = []
+                deadline = math.inf
+            if now >= next_purge:
+                self._retention_purge(conn)
+                next_purge = time.monotonic() + PURGE_EVERY
+            wake = min(deadline, next_purge)
+            try:
+                item = get() if wake == math.inf else get(timeout=max(0.0, wake - time.monotonic()))
+            except queue.Empty:
+                continue
+            if type(item) is tuple:
+                pending.append(item)
+                if len(pending) == 1:
+                    deadline = time.monotonic() + interval
+                if len(pending) >= max_batch:
+                    self._commit(conn, pending)
+                    pending = []
+                    deadline = math.inf
+                continue
+            error = self._commit(conn, pending) if pending else None
+            pending = []
+            deadline = math.inf
+            control: _Control = item
+            control.error = error
+            if isinstance(control, _Purge):
+                try:
+                    control.deleted = self._purge(conn, control.cutoff)
+                except sqlite3.Error as exc:
+                    control.error = f"purge failed: {exc}"
+            control.done.set()
+            if isinstance(control, _Stop):
+                return
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
+        """Write ``batch`` in one transaction; the error text if it failed (the batch is then dropped)."""
+        request_rows: list[tuple[Any, ...]] = []
+        attempt_rows: list[tuple[Any, ...]] = []
+        ids: list[tuple[str]] = []
+        bad = 0
+        for item in batch:
+            try:
+                record = _record_of(item)
+                row = _request_row(record)
+                attempts = list(_attempt_rows(record))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not lose the batch
+                bad += 1
+                log.error("usage_record_unwritable", error=f"{type(exc).__name__}: {exc}")
+                continue
+            request_rows.append(row)
+            attempt_rows.extend(attempts)
+            ids.append((record.id,))
+        error: str | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_DELETE_ATTEMPTS, ids)  # a replaced record must not keep stale attempts
+                conn.executemany(_INSERT_REQUEST, request_rows)
+                conn.executemany(_INSERT_ATTEMPT, attempt_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            error = f"{len(request_rows)} usage record(s) could not be written to {self.path}: {exc}"
+            log.error("usage_commit_failed", path=str(self.path), error=str(exc), records=len(request_rows))
+            self._dropped_writer += len(request_rows) + bad
+        else:
+            self._rows += len(request_rows)
+            self._commits += 1
+            self._last_commit = time.time()
+            self._dropped_writer += bad
+        self._handled += len(batch)
+        return error
+
+    def _purge(self, conn: sqlite3.Connection, cutoff: float) -> int:
+        deleted = _purge_rows(conn, cutoff)
+        self._rows = max(0, self._rows - deleted)
+        return deleted
+
+    def _retention_purge(self, conn: sqlite3.Connection) -> None:
+        assert self.retention is not None
+        try:
+            deleted = self._purge(conn, time.time() - self.retention)
+        except sqlite3.Error as exc:
+            log.error("usage_purge_failed", path=str(self.path), error=str(exc))
+            return
+        if deleted:
+            log.info("usage_purged", path=str(self.path), deleted=deleted, retention_s=self.retention)
+
+    # -- control -------------------------------------------------------------------
+
+    async def _send(self, control: _Control) -> None:
+        self._put(control)
+        await anyio.to_thread.run_sync(control.done.wait, abandon_on_cancel=True)
+        if control.error is not None:
+            raise UsageLogError(control.error)
+
+    async def flush(self) -> None:
+        """Commit everything recorded so far and return once it is durable
+        (against a process crash). A no-op on a log that is not writing.
+        Raises UsageLogError if that commit failed (the records are dropped)."""
+        if self._writing:
+            await self._send(_Flush())
+
+    async def purge(self, older_than_seconds: float) -> int:
+        """Delete requests that started more than ``older_than_seconds`` ago
+        (and their attempts), committing what is pending first; returns how
+        many requests were deleted. Works on a log that is not writing too."""
+        if not (older_than_seconds >= 0 and math.isfinite(older_than_seconds)):
+            raise ValueError(f"older_than_seconds must be a non-negative number, got {older_than_seconds}")
+        cutoff = time.time() - older_than_seconds
+        if self._writing:
+            control = _Purge(cutoff)
+            await self._send(control)
+            return control.deleted
+        return await anyio.to_thread.run_sync(self._purge_direct, cutoff)
+
+    def _purge_direct(self, cutoff: float) -> int:
+        conn = _connect(self.path)
+        try:
+            deleted = _purge_rows(conn, cutoff)
+        finally:
+            conn.close()
+        self._rows = max(0, self._rows - deleted)
+        return deleted
+
+    def stats(self) -> UsageStats:
+        """Counters of this instance (see :class:`UsageStats`); no I/O."""
+        dropped = self._dropped_writer + self._dropped_closed
+        return UsageStats(
+            rows=self._rows,
+            pending=max(0, self._enqueued - self._handled),
+            commits=self._commits,
+            last_commit_ts=self._last_commit,
+            dropped=dropped,
+        )
+
+    # -- reading (worker threads, the read connection) -----------------------------
+
+    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._read_lock:
+            conn = self._reader
+            if conn is None:
+                if not self.path.exists():
+                    raise UsageLogError(f"no usage log at {self.path}")
+                conn = _connect(self.path, check_same_thread=False)
+                conn.execute("PRAGMA query_only = 1")
+                self._reader = conn
+            return fn(conn)
+
+    def open_reader(self) -> None:
+        """Open the read connection now and check the file is a usage log
+        (blocking). Raises UsageLogError otherwise."""
+
+        def check(conn: sqlite3.Connection) -> None:
+            try:
+                version = _schema_version(conn)
+            except sqlite3.DatabaseError as exc:
+                raise UsageLogError(f"{self.path} is not a usage log: {exc}") from None
+            if version is None:
+                raise UsageLogError(f"{self.path} is not a usage log (no schema version)")
+            if version > SCHEMA_VERSION:
+                raise UsageLogError(
+                    f"{self.path} has usage-log schema {version}; this swarmgate-usage reads up to {SCHEMA_VERSION}"
+                )
+            self._rows = int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
+        self._read(check)
+
+    def records_sync(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> list[UsageRecord]:
+        """Blocking :meth:`records`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        order = "DESC" if latest else "ASC"
+        limit_clause = ""
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be non-negative, got {limit}")
+            limit_clause = "LIMIT ?"
+            params.append(limit)
+        sql = (
+            f"WITH r AS (SELECT rowid AS rid, {_REQUEST_COLUMNS} FROM requests {clause} "
+            f"ORDER BY ts {order}, rowid {order} {limit_clause}) "
+            f"SELECT r.id, r.ts, r.caller, r.requested_model, r.provider, r.model, r.ok, r.status, r.error_kind, "
+            f"r.input_tokens, r.output_tokens, r.cost, r.latency_ms, r.ttft_ms, r.cache_hit, r.cost_saved, "
+            f"r.stream, r.tags, r.route, a.idx, a.provider, a.model, a.ok, a.error_kind, a.status, "
+            f"a.input_tokens, a.output_tokens, a.cost, a.latency_ms, a.ttft_ms, a.refused "
+            f"FROM r LEFT JOIN attempts a ON a.request_id = r.id ORDER BY r.ts, r.rid, a.idx"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[UsageRecord]:
+            return _parse_records(conn.execute(sql, params).fetchall())
+
+        result: list[UsageRecord] = self._read(run)
+        return result
+
+    async def records(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> list[UsageRecord]:
+        """Committed records of requests that started in ``[since, until)``
+        (unix seconds; ``None``: unbounded), oldest first. ``limit`` keeps
+        the oldest ``limit`` of them, or with ``latest=True`` the newest
+        ``limit`` (still returned oldest first)."""
+        return await anyio.to_thread.run_sync(
+            lambda: self.records_sync(since=since, until=until, limit=limit, latest=latest)
+        )
+
+    def spend_sync(self, *, since: float, provider: str | None = None, caller: str | None = None) -> float:
+        """Blocking :meth:`spend`."""
+        if provider is None:
+            sql = "SELECT COALESCE(SUM(cost), 0.0) FROM requests WHERE ts >= ?"
+            params: list[Any] = [since]
+            if caller is not None:
+                sql += " AND caller = ?"
+                params.append(caller)
+        elif caller is None:
+            sql = "SELECT COALESCE(SUM(cost), 0.0) FROM attempts WHERE provider = ? AND ts >= ?"
+            params = [provider, since]
+        else:
+            sql = (
+                "SELECT COALESCE(SUM(a.cost), 0.0) FROM attempts a JOIN requests r ON r.id = a.request_id "
+                "WHERE a.provider = ? AND a.ts >= ? AND r.caller = ?"
+            )
+            params = [provider, since, caller]
+
+        def run(conn: sqlite3.Connection) -> float:
+            return float(conn.execute(sql, params).fetchone()[0])
+
+        result: float = self._read(run)
+        return result
+
+    async def spend(self, *, since: float, provider: str | None = None, caller: str | None = None) -> float:
+        """What requests that started at or after ``since`` (unix seconds)
+        cost, from committed records. With ``provider``: the cost of the
+        attempts at that provider (a request that failed over between
+        providers splits its cost between them); with ``caller``: only that
+        caller's requests. ``None`` means any."""
+        return await anyio.to_thread.run_sync(lambda: self.spend_sync(since=since, provider=provider, caller=caller))
+
+
+# ---------------------------------------------------------------------------
+# Standalone access
+
+
+def default_path(config: SwarmgateConfig | None = None) -> Path:
+    """Where the usage log of ``config`` lives (``monitoring.usageLog.path``,
+    relative to the data directory; default ``usage.db`` there). Raises
+    ConfigError for a bad section."""
+    return UsageLogSettings.from_config(config).resolved_path()
+
+
+def open_log(path: str | Path) -> UsageLog:
+    """Open an existing usage log for reading (and :meth:`UsageLog.purge`)
+    without a manager: no writer thread. Raises UsageLogError when there is
+    no usage log at ``path``."""
+    usage = UsageLog(Path(path).expanduser())
+    usage.open_reader()
+    return usage
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "UsageLog",
+    "UsageLogError",
+    "UsageStats",
+    "attempt_record",
+    "default_path",
+    "failure_record",
+    "open_log",
+    "success_record",
+]
