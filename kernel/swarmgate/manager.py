@@ -1323,7 +1323,7 @@ class ProviderManager:
                 if early is not None:
                     answered = True
                     await self.plugins.after_response(req, early, context)
-                    yield StreamStart(early.provider, early.model, early.id or context.id)
+                    yield StreamStart(early.provider, early.model, early.id or context.id, early.cached, 0)
                     if early.content:
                         yield TextDelta(early.content)
                     # A cached answer's tool calls are replayed as deltas too, so a
@@ -1587,7 +1587,9 @@ class ProviderManager:
                             outcome.started = True
                             ttft = (time.perf_counter() - started) * 1000.0
                             if outcome.announce:
-                                yield StreamStart(target.provider, target.model, context.id)
+                                yield StreamStart(
+                                    target.provider, target.model, context.id, False, len(context.attempts) + 1
+                                )
                         if isinstance(event, TextDelta):
                             text.append(event.text)
                             outcome.text += event.text
@@ -1618,7 +1620,7 @@ class ProviderManager:
                     outcome.started = True
                     ttft = (time.perf_counter() - started) * 1000.0
                     if outcome.announce:
-                        yield StreamStart(target.provider, target.model, context.id)
+                        yield StreamStart(target.provider, target.model, context.id, False, len(context.attempts) + 1)
                 content = outcome.prefix + "".join(text)
                 metadata: dict[str, Any] = dict(finish_metadata)
                 if usage is None:

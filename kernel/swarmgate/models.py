@@ -339,11 +339,17 @@ class ProviderReply:
 @attrs.frozen
 class StreamStart:
     """First event of a stream: which target is answering (after failover
-    before the first token, this names the target that finally answered)."""
+    before the first token, this names the target that finally answered).
+    ``cached`` marks an answer a ``before_request`` hook produced (a cache
+    hit); ``attempts`` counts the attempts made so far, the answering one
+    included (0 for a cache hit), so a gateway can report both before the
+    first token is sent on."""
 
     provider: str
     model: str
     id: str
+    cached: bool = False
+    attempts: int = 1
 
 
 @attrs.frozen
