@@ -534,8 +534,10 @@ class ProviderManager:
             provider_config = self._parse_provider(name, config)
             await self._install(name, None, provider_config)
 
-    async def update_provider(self, name: str, changes: Mapping[str, Any]) -> None:
-        """Change provider ``name``'s config (a partial mapping, camelCase).
+    async def update_provider(self, name: str, changes: Mapping[str, Any] | ProviderConfig) -> None:
+        """Change provider ``name``'s config: a partial mapping (camelCase)
+        laid over the current one, or a whole :class:`ProviderConfig` that
+        replaces it (a config file reloaded).
 
         Requests in flight finish on the old instance; new ones use the new one.
         """
@@ -543,6 +545,9 @@ class ProviderManager:
             old = self.config.providers.get(name)
             if old is None:
                 raise UnknownModelError(f"unknown provider {name!r} (configured: {sorted(self.config.providers)})")
+            if isinstance(changes, ProviderConfig):
+                await self._install(name, old, self._parse_provider(name, changes))
+                return
             from swarmgate.config import to_dict
 
             raw = to_dict(attrs.evolve(self.config, providers={name: old}))["providers"][name]
