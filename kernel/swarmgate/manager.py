@@ -464,7 +464,7 @@ class ProviderManager:
     async def export_metrics(self, format: str = "json") -> str:  # noqa: A002 - the guide's name
         """The metrics rendered by the exporter named ``format`` (entry point in
         ``swarmgate.exporters``: ``json``, ``csv``, ``prometheus``, ...)."""
-        exporter = self._load_routing_driver(registry.EXPORTERS, format, "format")
+        exporter = self._driver_class(registry.EXPORTERS, format, "format")
         rendered: str = await exporter().render(self)
         return rendered
 
@@ -607,14 +607,18 @@ class ProviderManager:
 
     # -- building ------------------------------------------------------------
 
-    def _load_routing_driver(self, namespace: str, name: str, path: str) -> Any:
+    def _driver_class(self, namespace: str, name: str, path: str) -> Any:
+        """The driver registered as ``name`` in ``namespace`` (drivers given in
+        code first); a PluginError names ``path``."""
         try:
-            cls = registry.load_driver(namespace, name, self._drivers.get(namespace))
+            return registry.load_driver(namespace, name, self._drivers.get(namespace))
         except PluginError as exc:
             raise PluginError(
                 f"{path}: {exc}", namespace=exc.namespace, name=exc.name, distribution=exc.distribution
             ) from None
-        return cls(self)
+
+    def _load_routing_driver(self, namespace: str, name: str, path: str) -> Any:
+        return self._driver_class(namespace, name, path)(self)
 
     def _load_strategy(self, name: str, path: str) -> Strategy:
         strategy: Strategy = self._load_routing_driver(registry.STRATEGIES, name, path)
