@@ -119,9 +119,10 @@ _ATTEMPT_COLUMNS: Final = (
     "request_id, idx, ts, provider, model, ok, error_kind, status, input_tokens, output_tokens, cost, latency_ms, "
     "ttft_ms, refused"
 )
-_INSERT_REQUEST: Final = f"INSERT OR REPLACE INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+_INSERT_REQUEST: Final = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 19)})"
 _DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE request_id = ?"
-_INSERT_ATTEMPT: Final = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_DELETE_REQUEST: Final = "DELETE FROM requests WHERE id = ?"
+_INSERT_ATTEMPT: Final = f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 
 #: Queue entries. The hooks enqueue tuples whose first item says which:
 #: ``(_OK, id, ts, request, response, route, stream)``,
@@ -654,7 +655,6 @@ class UsageLog:
             conn = _connect(self.path)
             try:
                 _create_schema(conn, self.path)
-                self._rows = int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
             except BaseException:
                 conn.close()
                 raise
@@ -664,9 +664,33 @@ class UsageLog:
             return
         self._ready.set()
         try:
+            # Counted after start() returned: a large log must not delay start-up.
+            self._rows += int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
             self._loop(conn)
+        except BaseException as exc:
+            # A bug, not a database error (those are handled where they happen):
+            # stop taking records and release everyone waiting on the writer.
+            self._writing = False
+            log.error("usage_writer_crashed", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
+            self._abandon(f"the usage log writer stopped: {type(exc).__name__}: {exc}")
+            raise
         finally:
             conn.close()
+
+    def _abandon(self, reason: str) -> None:
+        """Drop what is still queued; fail the control messages waiting on it."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if type(item) is tuple:
+                self._dropped_writer += 1
+                self._handled += 1
+            else:
+                control: _Control = item
+                control.error = reason
+                control.done.set()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         get = self._queue.get
@@ -713,40 +737,39 @@ class UsageLog:
                 return
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
-        """Write ``batch`` in one transaction; the error text if it failed (the batch is then dropped)."""
-        request_rows: list[tuple[Any, ...]] = []
-        attempt_rows: list[tuple[Any, ...]] = []
-        ids: list[tuple[str]] = []
+        """Write ``batch`` in one transaction; the error text if it failed (the batch is then dropped).
+
+        Kernel request ids are unique; a record with the id of a logged one
+        (an import, a replay) replaces it, attempts included, and the last of
+        several with one id in a batch wins."""
+        rows: dict[str, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
         bad = 0
         for item in batch:
             try:
                 record = _record_of(item)
-                row = _request_row(record)
-                attempts = list(_attempt_rows(record))
+                rows[record.id] = (_request_row(record), list(_attempt_rows(record)))
             except Exception as exc:  # noqa: BLE001 - one bad record must not lose the batch
                 bad += 1
                 log.error("usage_record_unwritable", error=f"{type(exc).__name__}: {exc}")
-                continue
-            request_rows.append(row)
-            attempt_rows.extend(attempts)
-            ids.append((record.id,))
+        ids = [(rid,) for rid in rows]
         error: str | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_DELETE_ATTEMPTS, ids)  # a replaced record must not keep stale attempts
-                conn.executemany(_INSERT_REQUEST, request_rows)
-                conn.executemany(_INSERT_ATTEMPT, attempt_rows)
+                conn.executemany(_DELETE_ATTEMPTS, ids)
+                replaced = conn.executemany(_DELETE_REQUEST, ids).rowcount
+                conn.executemany(_INSERT_REQUEST, [row for row, _ in rows.values()])
+                conn.executemany(_INSERT_ATTEMPT, [a for _, attempts in rows.values() for a in attempts])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            error = f"{len(request_rows)} usage record(s) could not be written to {self.path}: {exc}"
-            log.error("usage_commit_failed", path=str(self.path), error=str(exc), records=len(request_rows))
-            self._dropped_writer += len(request_rows) + bad
+            error = f"{len(rows)} usage record(s) could not be written to {self.path}: {exc}"
+            log.error("usage_commit_failed", path=str(self.path), error=str(exc), records=len(rows))
+            self._dropped_writer += len(rows) + bad
         else:
-            self._rows += len(request_rows)
+            self._rows += len(rows) - max(0, replaced)
             self._commits += 1
             self._last_commit = time.time()
             self._dropped_writer += bad
@@ -771,10 +794,19 @@ class UsageLog:
     # -- control -------------------------------------------------------------------
 
     async def _send(self, control: _Control) -> None:
+        """Hand ``control`` to the writer and wait (in a worker thread) until it was handled."""
         self._put(control)
-        await anyio.to_thread.run_sync(control.done.wait, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(self._wait, control, abandon_on_cancel=True)
         if control.error is not None:
             raise UsageLogError(control.error)
+
+    def _wait(self, control: _Control) -> None:
+        writer = self._writer
+        while not control.done.wait(0.5):
+            if writer is None or not writer.is_alive():
+                if not control.done.is_set():
+                    control.error = f"the usage log writer of {self.path} is not running"
+                return
 
     async def flush(self) -> None:
         """Commit everything recorded so far and return once it is durable
