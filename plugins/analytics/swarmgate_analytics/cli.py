@@ -1,0 +1,379 @@
+"""The analytics CLI: ``analytics providers``, ``analytics costs``,
+``analytics load-balancing`` and ``export metrics``.
+
+Each reads a recorded usage log, without a manager: ``--log PATH``, else
+``monitoring.usageLog.path`` of ``--config`` (or ``$SWARMGATE_CONFIG``),
+else ``usage.db`` in the data directory. The figures come from the same
+aggregation as the live ``get_analytics()``
+(:class:`~swarmgate_analytics.service.RecordsSource`), so they match. The
+config, when given, adds the configured providers and models (shown even
+without traffic) and the load-balancing weights.
+
+Exit status: 0, or 2 for a bad option, config or log (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from swarmgate import PluginError, SwarmgateConfig, load_config
+from swarmgate import registry as _registry
+from swarmgate.cli import config_option
+from swarmgate_analytics.service import RecordReader, RecordsSource
+
+T = TypeVar("T")
+
+log_option = click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The usage log file (default: monitoring.usageLog.path of the config, else usage.db in the data directory).",
+)
+window_option = click.option(
+    "--window",
+    default=None,
+    metavar="SPAN",
+    help="Only the last SPAN: <n>[smhd], e.g. 1h, 1d, 7d (default: the whole log).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def add_commands(cli: click.Group) -> None:
+    """Add the ``analytics`` group and ``export metrics`` to ``cli`` (into
+    existing groups of those names when another plugin made them)."""
+    analytics = cli.commands.get("analytics")
+    if not isinstance(analytics, click.Group):
+        analytics = click.Group("analytics", help="Provider figures from the usage log: traffic, latency, cost.")
+        cli.add_command(analytics)
+    for command in (providers_command, costs_command, load_balancing_command):
+        analytics.add_command(command)
+    export = cli.commands.get("export")
+    if not isinstance(export, click.Group):
+        export = click.Group("export", help="Export gateway data.")
+        cli.add_command(export)
+    export.add_command(export_metrics_command)
+
+
+# -- plumbing ---------------------------------------------------------------------
+
+
+def _config(config_path: Path | None) -> SwarmgateConfig | None:
+    return load_config(config_path) if config_path is not None else None
+
+
+@contextmanager
+def _opened(config: SwarmgateConfig | None, log_path: Path | None) -> Iterator[RecordReader]:
+    """The usage log to read (closed afterwards); exits 2 when there is none."""
+    try:
+        import swarmgate_usage
+    except ImportError:
+        raise PluginError(
+            "reading the usage log needs the 'swarmgate-usage' distribution: install it (or 'qwen-swarm-enhanced')",
+            namespace="swarmgate",
+            name="usage",
+            distribution="swarmgate-usage",
+        ) from None
+    path = log_path.expanduser() if log_path is not None else swarmgate_usage.default_path(config)
+    try:
+        usage = swarmgate_usage.open_log(path)
+    except swarmgate_usage.UsageLogError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        yield usage
+    finally:
+        usage.close()
+
+
+def _run(config_path: Path | None, log_path: Path | None, work: Callable[[RecordsSource], Awaitable[T]]) -> T:
+    config = _config(config_path)
+    with _opened(config, log_path) as reader:
+        source = RecordsSource(reader, config)
+        return anyio.run(work, source)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.6f}" if value < 1 else f"${value:,.2f}"
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "-"
+
+
+def _title(what: str, window: str | None) -> str:
+    return f"{what} ({'last ' + window if window else 'whole log'})"
+
+
+# -- analytics providers ----------------------------------------------------------------
+
+
+@click.command("providers")
+@click.option("--detailed", is_flag=True, help="More columns, and a table per provider/model.")
+@window_option
+@json_option
+@config_option
+@log_option
+def providers_command(
+    detailed: bool, window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None
+) -> None:
+    """Per-provider success rate, latency and cost from the usage log."""
+
+    async def work(source: RecordsSource) -> dict[str, Any]:
+        return await source.analytics(window)
+
+    report = _run(config_path, log_path, work)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    console = Console()
+    console.print(_figures_table(_title("providers", window), report["providers"], "provider", detailed))
+    if detailed:
+        console.print(_figures_table(_title("models", window), report["models"], "provider/model", detailed))
+    totals = report["totals"]
+    console.print(
+        f"{totals['requests']} requests: {totals['successes']} answered ({totals['cacheHits']} from cache), "
+        f"{totals['failures']} failed, {totals['cancelled']} cancelled; success {_pct(totals['successRate'])}; "
+        f"cost {_money(totals['totalCost'])}"
+    )
+
+
+def _figures_table(title: str, rows: list[dict[str, Any]], first: str, detailed: bool) -> Table:
+    table = Table(title=title)
+    columns = [first, "requests", "success", "avg latency", "p95 latency", "avg cost", "total cost"]
+    if detailed:
+        columns[5:5] = ["p50 latency", "p99 latency", "avg ttft", "p95 ttft"]
+        columns += ["tokens in", "tokens out", "refused", "cancelled", "errors"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in (first, "errors") else "right")
+    for row in rows:
+        cells = [
+            escape(row["name"]),
+            str(row["totalRequests"]),
+            _pct(row["successRate"]),
+            _ms(row["avgLatency"]),
+            _ms(row["p95Latency"]),
+            _money(row["avgCost"]),
+            _money(row["totalCost"]),
+        ]
+        if detailed:
+            cells[5:5] = [_ms(row["p50Latency"]), _ms(row["p99Latency"]), _ms(row["avgTtft"]), _ms(row["p95Ttft"])]
+            cells += [
+                str(row["inputTokens"]),
+                str(row["outputTokens"]),
+                str(row["refused"]),
+                str(row["cancelled"]),
+                escape(_kinds(row["errorsByKind"])),
+            ]
+        table.add_row(*cells)
+    return table
+
+
+# -- analytics costs ---------------------------------------------------------------------
+
+
+def cost_rows(report: dict[str, Any], by_provider: bool) -> dict[str, Any]:
+    """The cost breakdown of an analytics document: per provider (or per
+    provider/model), cost, share of the total, requests, cost per request,
+    tokens and cost per 1000 tokens."""
+    rows = report["providers"] if by_provider else report["models"]
+    total = sum(row["totalCost"] for row in rows)
+    out = []
+    for row in sorted(rows, key=lambda r: (-r["totalCost"], r["name"])):
+        tokens = row["inputTokens"] + row["outputTokens"]
+        out.append(
+            {
+                "name": row["name"],
+                "totalCost": row["totalCost"],
+                "share": row["totalCost"] / total if total else None,
+                "totalRequests": row["totalRequests"],
+                "avgCost": row["avgCost"],
+                "inputTokens": row["inputTokens"],
+                "outputTokens": row["outputTokens"],
+                "costPer1kTokens": row["totalCost"] * 1000.0 / tokens if tokens else None,
+            }
+        )
+    totals = report["totals"]
+    return {
+        "window": report["window"],
+        "groupBy": "provider" if by_provider else "model",
+        "rows": out,
+        "totalCost": totals["totalCost"],
+        "costSaved": totals["costSaved"],
+        "requests": totals["requests"],
+    }
+
+
+@click.command("costs")
+@click.option("--by-provider", is_flag=True, help="One row per provider (default: per provider/model).")
+@window_option
+@json_option
+@config_option
+@log_option
+def costs_command(
+    by_provider: bool, window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None
+) -> None:
+    """Spend per provider or model from the usage log, largest first."""
+
+    async def work(source: RecordsSource) -> dict[str, Any]:
+        return cost_rows(await source.analytics(window), by_provider)
+
+    costs = _run(config_path, log_path, work)
+    if as_json:
+        click.echo(json.dumps(costs, indent=2))
+        return
+    table = Table(title=_title("costs by " + costs["groupBy"], window))
+    for column in ("provider" if by_provider else "provider/model", "cost", "share", "requests", "per request"):
+        table.add_column(column, justify="left" if column.startswith("provider") else "right")
+    for column in ("tokens in", "tokens out", "per 1k tokens"):
+        table.add_column(column, justify="right")
+    for row in costs["rows"]:
+        table.add_row(
+            escape(row["name"]),
+            _money(row["totalCost"]),
+            _pct(row["share"]),
+            str(row["totalRequests"]),
+            _money(row["avgCost"]),
+            str(row["inputTokens"]),
+            str(row["outputTokens"]),
+            _money(row["costPer1kTokens"]),
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"total {_money(costs['totalCost'])} over {costs['requests']} requests; "
+        f"saved by the cache {_money(costs['costSaved'])}"
+    )
+
+
+# -- analytics load-balancing ----------------------------------------------------------------
+
+
+def balance_rows(report: dict[str, Any], config: SwarmgateConfig | None) -> dict[str, Any]:
+    """Each provider's share of the traffic (attempts that reached it) next
+    to its share of the configured load-balancing weights
+    (``routing.loadBalancing.weights``, else the provider's ``weight``) among
+    the enabled providers; ``None`` weights without a config."""
+    rows = report["providers"]
+    weights: dict[str, float] = {}
+    algorithm = None
+    if config is not None:
+        balancing = config.routing.load_balancing
+        algorithm = balancing.algorithm
+        for name, provider in config.providers.items():
+            if provider.enabled:
+                weights[name] = balancing.weights.get(name, provider.weight)
+    traffic = sum(row["totalRequests"] for row in rows)
+    weight_total = sum(weights.values())
+    out = []
+    for row in rows:
+        name = row["name"]
+        share = row["totalRequests"] / traffic if traffic else None
+        weight = weights.get(name)
+        weight_share = None if weight is None or not weight_total else weight / weight_total
+        out.append(
+            {
+                "name": name,
+                "requests": row["totalRequests"],
+                "share": share,
+                "weight": weight,
+                "weightShare": weight_share,
+                "deviation": None if share is None or weight_share is None else share - weight_share,
+                "successRate": row["successRate"],
+                "avgLatency": row["avgLatency"],
+            }
+        )
+    return {"window": report["window"], "algorithm": algorithm, "requests": traffic, "rows": out}
+
+
+@click.command("load-balancing")
+@window_option
+@json_option
+@config_option
+@log_option
+def load_balancing_command(window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None) -> None:
+    """Each provider's share of the traffic against its configured weight."""
+    config = _config(config_path)
+
+    async def work(source: RecordsSource) -> dict[str, Any]:
+        return balance_rows(await source.analytics(window), config)
+
+    with _opened(config, log_path) as reader:
+        balance = anyio.run(work, RecordsSource(reader, config))
+    if as_json:
+        click.echo(json.dumps(balance, indent=2))
+        return
+    algorithm = balance["algorithm"] or "unknown: no --config"
+    table = Table(title=_title(f"load balancing ({algorithm})", window))
+    for column in ("provider", "requests", "share", "weight", "weight share", "deviation", "success", "avg latency"):
+        table.add_column(column, justify="left" if column == "provider" else "right")
+    for row in balance["rows"]:
+        deviation = row["deviation"]
+        table.add_row(
+            escape(row["name"]),
+            str(row["requests"]),
+            _pct(row["share"]),
+            "-" if row["weight"] is None else f"{row['weight']:g}",
+            _pct(row["weightShare"]),
+            "-" if deviation is None else f"{deviation * 100:+.1f} pp",
+            _pct(row["successRate"]),
+            _ms(row["avgLatency"]),
+        )
+    Console().print(table)
+
+
+# -- export metrics ------------------------------------------------------------------------------
+
+
+@click.command("metrics")
+@click.option(
+    "--format",
+    "format_name",
+    default="json",
+    show_default=True,
+    help="An exporter in the entry-point group swarmgate.exporters: json, csv, prometheus (swarmgate-prometheus).",
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@config_option
+@log_option
+def export_metrics_command(
+    format_name: str, output: Path | None, config_path: Path | None, log_path: Path | None
+) -> None:
+    """Render the usage log's metrics with an exporter (json, csv, prometheus)."""
+    exporter = _registry.load_driver(_registry.EXPORTERS, format_name)()
+    render = getattr(exporter, "render_source", None)
+    if render is None:
+        raise PluginError(
+            f"metrics exporter {format_name!r} cannot render a usage log (it has no render_source())",
+            namespace=_registry.EXPORTERS,
+            name=format_name,
+        )
+
+    async def work(source: RecordsSource) -> str:
+        text: str = await render(source)
+        return text
+
+    text = _run(config_path, log_path, work)
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        output.expanduser().write_text(text, encoding="utf-8")
+        click.echo(f"wrote {format_name} metrics to {output}", err=True)
