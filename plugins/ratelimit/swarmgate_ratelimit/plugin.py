@@ -1,0 +1,661 @@
+"""``RateLimitPlugin``: token-bucket rate limits (entry point ``ratelimit``
+in the ``swarmgate`` group).
+
+Three kinds of scope, each with a request bucket, a token bucket or both:
+
+* ``global`` -- the whole gateway (``optimization.rateLimiting``);
+* ``caller:<id>`` -- each distinct ``CompletionRequest.caller``: its caller
+  policy's rates when it sets any (``manager.caller_policy``), else
+  ``callers.<id>``, else ``perCaller``;
+* ``provider:<name>`` -- what one provider accepts (``providers.<name>.rateLimit``).
+
+Hooks:
+
+* ``before_request`` takes one request from the caller's bucket, then the
+  gateway's, then reserves tokens in the caller's and the gateway's token
+  buckets. A bucket that is short refuses with
+  :class:`~swarmgate_ratelimit.errors.RateLimitExceededError` (429, with
+  ``retry_after``), after waiting for it to refill when ``maxWait`` allows;
+  whatever this request took before the refusal is given back.
+* ``filter_targets`` rules out providers whose buckets are empty, judged
+  from this process's last observation of each bucket (no StateStore call);
+  when that would rule out every candidate it rules out none (after waiting
+  for the first to refill, if ``maxWait`` allows), so that ``before_attempt``
+  refuses each and the caller gets a rate-limit error, not "no provider".
+* ``before_attempt`` takes a request (and reserves tokens) from the target
+  provider's buckets; a short bucket refuses the attempt with
+  :class:`~swarmgate_ratelimit.errors.ProviderRateLimitExceededError`
+  (``failover``): the request moves on to its next target.
+* ``after_response`` / ``request_failed`` settle the token reservations
+  against the tokens the request really used, and give back provider
+  requests taken for attempts that another plugin then refused.
+
+Tokens per minute: a request's size is known only after it is answered, so
+it *reserves* its worst case up front -- the estimated prompt tokens plus
+``max_tokens`` (else the model's ``maxTokens`` at a provider, else
+``defaultMaxTokens``) -- and settles afterwards: unused tokens go back to the
+bucket; tokens used beyond the reservation are taken from it, and what the
+bucket cannot cover becomes *debt* (``<bucket key>:debt``, a counter) that
+the next reservations pay before they pass. The bucket therefore behaves as
+if it could go negative, and admitted usage exceeds the limit by at most the
+excess of the requests in flight over their reservations. A reservation
+larger than the whole bucket takes the whole bucket and owes the rest, so a
+large request is slowed, never refused forever. Debt expires once the
+bucket would have refilled completely after it.
+
+Shared state lives in ``manager.state`` under ``ratelimit:``:
+``ratelimit:<requests|tokens>:<scope>`` (the buckets, via ``take_tokens``)
+and ``ratelimit:tokens:<scope>:debt``. Giving tokens back is a take of a
+negative amount (the bucket caps at its capacity on the next refill).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from swarmgate import (
+    CallerPolicy,
+    CompletionRequest,
+    ConfigError,
+    ProviderConfig,
+    ProviderManager,
+    RequestContext,
+    StateStore,
+    SwarmgateError,
+    Target,
+    estimate_tokens,
+    hookimpl,
+    parse_section,
+)
+from swarmgate.logs import get_logger
+from swarmgate.state import BucketResult
+from swarmgate_ratelimit.buckets import (
+    GLOBAL_SCOPE,
+    Bucket,
+    Limits,
+    caller_scope,
+    provider_scope,
+    seconds,
+)
+from swarmgate_ratelimit.errors import ProviderRateLimitExceededError, RateLimitExceededError
+from swarmgate_ratelimit.settings import LimitSettings, RateLimitSettings
+
+log = get_logger("swarmgate.ratelimit")
+
+#: ``context.state`` key of a request's reservations.
+STATE_KEY = "ratelimit"
+#: Most callers (and buckets) this process keeps a local view of; the oldest are forgotten first.
+MAX_TRACKED = 10_000
+#: Shortest sleep while waiting for a bucket (a wait of a few nanoseconds would spin).
+MIN_SLEEP = 0.001
+
+
+@attrs.define(slots=True)
+class _Request:
+    """What one request holds; in ``context.state["ratelimit"]``."""
+
+    #: Token reservations made before routing: (bucket, tokens reserved).
+    reserved: list[tuple[Bucket, float]] = attrs.field(factory=list)
+    #: Attempts admitted at a provider: (provider, took a request, tokens reserved).
+    admitted: list[tuple[str, bool, float]] = attrs.field(factory=list)
+    #: anyio time after which this request may not wait any more (set at its first wait).
+    wait_until: float | None = None
+    #: The estimated prompt tokens, computed once.
+    prompt_tokens: int | None = None
+    #: The shortest wait among this request's provider refusals.
+    shortest: float = math.inf
+
+
+@attrs.define
+class RateLimitCounters:
+    """Per-process counts: requests admitted and refused before routing,
+    waits, provider attempts refused, providers ruled out in routing."""
+
+    admitted: int = 0
+    limited: int = 0
+    waited: int = 0
+    provider_refused: int = 0
+    ruled_out: int = 0
+
+
+def _remember(table: dict[str, Any], key: str, value: Any) -> None:
+    """Store ``key`` as the newest entry of ``table``, forgetting the oldest beyond :data:`MAX_TRACKED`."""
+    table.pop(key, None)
+    table[key] = value
+    if len(table) > MAX_TRACKED:
+        del table[next(iter(table))]
+
+
+class RateLimitService:
+    """What the plugin publishes as ``manager.extensions["ratelimit"]``.
+
+    Levels come from this process's last observation of each bucket,
+    refilled to now; other gateway instances sharing the StateStore may have
+    drained a bucket further (:meth:`refresh` reads the exact levels).
+    """
+
+    def __init__(self, plugin: RateLimitPlugin) -> None:
+        self._plugin = plugin
+
+    def snapshot(self) -> dict[str, Any]:
+        """The limits and current levels of every known scope: the gateway,
+        each provider with limits, each configured caller and each caller
+        seen since start (most recent :data:`MAX_TRACKED`). Per scope and
+        unit: ``per_minute``, ``capacity``, ``available`` (units left now)
+        and ``limited`` (refusals counted by this process); plus
+        ``max_wait_ms``, ``default_max_tokens`` and the ``counters``."""
+        plugin = self._plugin
+        now = plugin.now()
+        scopes: dict[str, dict[str, Any]] = {}
+        for limits in plugin.known_limits():
+            entry: dict[str, Any] = {}
+            for bucket in (limits.requests, limits.tokens):
+                if bucket is not None:
+                    entry[bucket.unit] = {
+                        "per_minute": bucket.per_minute,
+                        "capacity": bucket.capacity,
+                        "available": round(plugin.available(bucket, now), 3),
+                        "limited": plugin.limited.get(bucket.key, 0),
+                    }
+            scopes[limits.scope] = entry
+        return {
+            "max_wait_ms": plugin.settings.max_wait,
+            "default_max_tokens": plugin.settings.default_max_tokens,
+            "scopes": scopes,
+            "counters": attrs.asdict(plugin.counters),
+        }
+
+    def limits(self, scope: str) -> Limits | None:
+        """The limits of a scope (``global``, ``caller:<id>``, ``provider:<name>``) if known."""
+        for limits in self._plugin.known_limits():
+            if limits.scope == scope:
+                return limits
+        return None
+
+    async def refresh(self) -> None:
+        """Read the exact level of every known bucket from the StateStore
+        (a take of zero tokens), so :meth:`snapshot` shows them."""
+        await self._plugin.refresh()
+
+
+class RateLimitPlugin:
+    """The rate limiter; see the module docstring. ``clock`` returns seconds
+    (``time.monotonic``) for this process's view of the buckets; tests pass
+    the same fake clock as their ``MemoryStateStore``."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        self.now: Callable[[], float] = clock if clock is not None else time.monotonic
+        self.manager: ProviderManager | None = None
+        self.settings = RateLimitSettings()
+        self.counters = RateLimitCounters()
+        #: Refusals by bucket key (this process).
+        self.limited: dict[str, int] = {}
+        self._global: Limits | None = None
+        self._named: dict[str, Limits | None] = {}
+        self._per_caller: LimitSettings | None = None
+        self._providers: dict[str, Limits] = {}
+        self._max_wait = 0.0
+        # caller -> (the policy it was built from, its limits); bounded.
+        self._callers: dict[str, tuple[CallerPolicy | None, Limits | None]] = {}
+        # bucket key -> (level, clock time) as last observed; bounded.
+        self._levels: dict[str, tuple[float, float]] = {}
+
+    # -- configuration ----------------------------------------------------------
+
+    @hookimpl
+    async def plugin_setup(self, manager: ProviderManager) -> None:
+        """Read ``optimization.rateLimiting`` and every provider's
+        ``rateLimit``; publish ``extensions["ratelimit"]``. Inactive (the
+        plugin unregisters itself) when neither is configured or
+        ``enabled`` is false. Raises ConfigError naming every bad value."""
+        self.manager = manager
+        raw = manager.config.section("optimization.rateLimiting")
+        problems: list[tuple[str, str]] = []
+        settings: RateLimitSettings | None = None
+        if raw is not None:
+            try:
+                settings = parse_section(RateLimitSettings, raw, "optimization.rateLimiting")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        providers: dict[str, Limits] = {}
+        for name, provider in manager.config.providers.items():
+            try:
+                limits = self._provider_limits(name, provider)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            if limits is not None:
+                providers[name] = limits
+        if problems:
+            raise ConfigError(problems)
+        if (settings is not None and not settings.enabled) or (settings is None and not providers):
+            manager.plugins.discard(self)  # inactive: its hooks would cost every request
+            return
+        self.settings = settings = settings or RateLimitSettings()
+        self._global = Limits.of(GLOBAL_SCOPE, settings.global_limits)
+        self._named = {caller: Limits.of(caller_scope(caller), limits) for caller, limits in settings.callers.items()}
+        self._per_caller = settings.per_caller if settings.per_caller and not settings.per_caller.empty else None
+        self._providers = providers
+        self._max_wait = settings.max_wait / 1000.0
+        manager.extensions["ratelimit"] = RateLimitService(self)
+
+    @staticmethod
+    def _provider_limits(name: str, provider: ProviderConfig | None) -> Limits | None:
+        if provider is None or provider.rate_limit is None:
+            return None
+        path = f"providers.{name}.rateLimit"
+        return Limits.of(provider_scope(name), parse_section(LimitSettings, provider.rate_limit, path))
+
+    @hookimpl
+    async def provider_changed(self, name: str, new: ProviderConfig | None) -> None:
+        """Follow a provider's ``rateLimit`` when it is added, updated or
+        removed. A bad ``rateLimit`` is logged and the previous limits stay."""
+        try:
+            limits = self._provider_limits(name, new)
+        except ConfigError as exc:
+            log.error("rate_limit_config_rejected", provider=name, error=str(exc))
+            return
+        if limits is None:
+            self._providers.pop(name, None)
+        else:
+            self._providers[name] = limits
+
+    # -- buckets ----------------------------------------------------------------
+
+    @property
+    def _store(self) -> StateStore:
+        assert self.manager is not None
+        return self.manager.state
+
+    def known_limits(self) -> list[Limits]:
+        """Every scope with limits this process knows: the gateway, the
+        providers, the configured callers, the callers seen."""
+        out: list[Limits] = []
+        if self._global is not None:
+            out.append(self._global)
+        out.extend(self._providers.values())
+        seen: set[str] = set()
+        for limits in self._named.values():
+            if limits is not None:
+                out.append(limits)
+                seen.add(limits.scope)
+        for _policy, limits in self._callers.values():
+            if limits is not None and limits.scope not in seen:
+                out.append(limits)
+        return out
+
+    def available(self, bucket: Bucket, now: float) -> float:
+        """Units left in ``bucket`` at ``now`` as this process last saw it,
+        refilled since (full when never seen). Other instances only take from
+        a shared bucket, so this is an upper bound."""
+        seen = self._levels.get(bucket.key)
+        if seen is None:
+            return bucket.capacity
+        level, stamp = seen
+        return min(bucket.capacity, level + (now - stamp) * bucket.rate)
+
+    async def _take(self, bucket: Bucket, amount: float) -> BucketResult:
+        """``take_tokens`` on ``bucket`` (a negative amount gives back), noting the level."""
+        result = await self._store.take_tokens(bucket.key, rate=bucket.rate, capacity=bucket.capacity, tokens=amount)
+        _remember(self._levels, bucket.key, (min(result.remaining, bucket.capacity), self.now()))
+        return result
+
+    async def _reserve(self, bucket: Bucket, amount: float) -> BucketResult:
+        """Take ``amount`` tokens plus the bucket's debt, at most the whole
+        bucket; what exceeds the capacity is owed. A refused take owes as before."""
+        debt = await self._claim_debt(bucket)
+        want = amount + debt
+        take = min(want, bucket.capacity)
+        result = await self._take(bucket, take)
+        if not result.allowed:
+            if debt > 0:
+                await self._owe(bucket, debt)
+        elif want > take:
+            await self._owe(bucket, want - take)
+        return result
+
+    async def _claim_debt(self, bucket: Bucket) -> float:
+        """Claim the bucket's whole debt for this request to pay (atomically
+        against other claimers: an over-claim is put back)."""
+        store = self._store
+        raw = await store.get(bucket.debt_key)
+        if raw is None:
+            return 0.0
+        try:
+            owed = float(raw)
+        except ValueError:
+            return 0.0
+        if owed <= 0:
+            return 0.0
+        left = await store.incr(bucket.debt_key, -owed)
+        if left < 0:  # someone claimed part of it meanwhile: put back what is not ours
+            await store.incr(bucket.debt_key, -left)
+            owed += left
+        return max(owed, 0.0)
+
+    async def _owe(self, bucket: Bucket, amount: float) -> None:
+        """Record ``amount`` tokens of debt; it is forgiven once the bucket
+        would have refilled completely after it."""
+        ttl = (bucket.capacity + amount) / bucket.rate
+        await self._store.incr(bucket.debt_key, amount, ttl=ttl)
+
+    async def _charge(self, bucket: Bucket, amount: float) -> None:
+        """Take ``amount`` tokens used beyond a reservation: all of them if
+        the bucket holds them, else what it holds, owing the rest."""
+        result = await self._take(bucket, amount)
+        if result.allowed:
+            return
+        drained = 0.0
+        if result.remaining > 0 and (await self._take(bucket, result.remaining)).allowed:
+            drained = result.remaining
+        await self._owe(bucket, amount - drained)
+
+    async def _settle(self, bucket: Bucket, reserved: float, used: float) -> None:
+        """Square a token reservation with the tokens really used."""
+        if used < reserved:
+            await self._take(bucket, used - reserved)
+        elif used > reserved:
+            await self._charge(bucket, used - reserved)
+
+    async def refresh(self) -> None:
+        """Note the exact level of every known bucket (a take of nothing)."""
+        for limits in self.known_limits():
+            for bucket in (limits.requests, limits.tokens):
+                if bucket is not None:
+                    await self._take(bucket, 0.0)
+
+    def _refused(self, bucket: Bucket) -> None:
+        self.limited[bucket.key] = self.limited.get(bucket.key, 0) + 1
+        if len(self.limited) > MAX_TRACKED:
+            del self.limited[next(iter(self.limited))]
+
+    @staticmethod
+    def _message(bucket: Bucket, amount: float, retry_after: float) -> str:
+        need = f" (this request needs {amount:.0f})" if bucket.unit == "tokens" else ""
+        return f"rate limit '{bucket.scope}' exceeded: {bucket.describe()}{need}; retry after {seconds(retry_after)}"
+
+    # -- the request path -------------------------------------------------------
+
+    @staticmethod
+    def _state(context: RequestContext) -> _Request:
+        state: _Request | None = context.state.get(STATE_KEY)
+        if state is None:
+            state = context.state[STATE_KEY] = _Request()
+        return state
+
+    def _prompt_tokens(self, request: CompletionRequest, state: _Request) -> int:
+        if state.prompt_tokens is None:
+            state.prompt_tokens = estimate_tokens(request.prompt_text())
+        return state.prompt_tokens
+
+    def _reservation(self, request: CompletionRequest, state: _Request, target: Target | None = None) -> float:
+        """The worst-case tokens of ``request``: estimated prompt plus answer
+        (``max_tokens``, else the target model's ``maxTokens``, else ``defaultMaxTokens``)."""
+        answer = request.max_tokens
+        if answer is None and target is not None:
+            assert self.manager is not None
+            answer = self.manager.model_config(target).max_tokens
+        return float(self._prompt_tokens(request, state) + (answer or self.settings.default_max_tokens))
+
+    def caller_limits(self, caller: str) -> Limits | None:
+        """The limits of ``caller``: its caller policy's when that sets a
+        rate, else ``callers.<caller>``, else ``perCaller`` (``None``: unlimited)."""
+        assert self.manager is not None
+        policy = self.manager.caller_policy(caller)
+        if policy.requests_per_minute is None and policy.tokens_per_minute is None:
+            policy_key: CallerPolicy | None = None
+        else:
+            policy_key = policy
+        cached = self._callers.get(caller)
+        if cached is not None and cached[0] == policy_key:
+            return cached[1]
+        scope = caller_scope(caller)
+        limits: Limits | None
+        if policy_key is not None:
+            burst = policy.burst_capacity if policy.requests_per_minute is not None else None
+            limits = Limits.build(scope, policy.requests_per_minute, policy.tokens_per_minute, burst)
+        elif caller in self._named:
+            limits = self._named[caller]
+        elif self._per_caller is not None:
+            limits = Limits.of(scope, self._per_caller)
+        else:
+            limits = None
+        _remember(self._callers, caller, (policy_key, limits))
+        return limits
+
+    async def _acquire(
+        self, bucket: Bucket, amount: float, request: CompletionRequest, context: RequestContext
+    ) -> None:
+        """Take ``amount`` from ``bucket`` (tokens: reserve), waiting for it
+        to refill while the request's ``maxWait`` allows; else refuse."""
+        while True:
+            if bucket.unit == "tokens":
+                result = await self._reserve(bucket, amount)
+            else:
+                result = await self._take(bucket, amount)
+            if result.allowed:
+                return
+            if self._max_wait > 0:
+                state = self._state(context)
+                now = anyio.current_time()
+                if state.wait_until is None:
+                    state.wait_until = min(now + self._max_wait, context.deadline)
+                if now + result.retry_after <= state.wait_until:
+                    self.counters.waited += 1
+                    await anyio.sleep(max(result.retry_after, MIN_SLEEP))
+                    continue
+            self._refused(bucket)
+            self.counters.limited += 1
+            raise RateLimitExceededError(
+                self._message(bucket, amount, result.retry_after),
+                scope=bucket.scope,
+                unit=bucket.unit,
+                retry_after=result.retry_after,
+            )
+
+    @hookimpl
+    async def before_request(self, request: CompletionRequest, context: RequestContext) -> None:
+        """Take a request from the caller's and the gateway's request
+        buckets and reserve the request's worst-case tokens in their token
+        buckets, in that order (the most specific first, so a caller over
+        its own limit does not drain the gateway's). Raises
+        RateLimitExceededError (after waiting up to ``maxWait``); what was
+        taken before a refusal or a cancellation is given back."""
+        caller = self.caller_limits(request.caller) if request.caller is not None else None
+        glob = self._global
+        if caller is None and glob is None:
+            return None
+        plan: list[Bucket] = []
+        for limits in (caller, glob):
+            if limits is not None and limits.requests is not None:
+                plan.append(limits.requests)
+        for limits in (caller, glob):
+            if limits is not None and limits.tokens is not None:
+                plan.append(limits.tokens)
+        taken: list[tuple[Bucket, float]] = []
+        state: _Request | None = None
+        try:
+            for bucket in plan:
+                if bucket.unit == "tokens":
+                    if state is None:
+                        state = self._state(context)
+                    amount = self._reservation(request, state)
+                else:
+                    amount = 1.0
+                await self._acquire(bucket, amount, request, context)
+                taken.append((bucket, amount))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for bucket, amount in taken:
+                    await self._take(bucket, -amount)
+            raise
+        if state is not None:
+            state.reserved.extend((bucket, amount) for bucket, amount in taken if bucket.unit == "tokens")
+        self.counters.admitted += 1
+        return None
+
+    def _wait_for(
+        self, limits: Limits, request: CompletionRequest, target: Target, context: RequestContext, now: float
+    ) -> float:
+        """Seconds until ``target``'s provider buckets (as last seen) hold
+        this request; 0 when they do now."""
+        wait = 0.0
+        bucket = limits.requests
+        if bucket is not None:
+            level = self.available(bucket, now)
+            if level < 1.0:
+                wait = (1.0 - level) / bucket.rate
+        bucket = limits.tokens
+        if bucket is not None and bucket.key in self._levels:
+            need = min(self._reservation(request, self._state(context), target), bucket.capacity)
+            level = self.available(bucket, now)
+            if level < need:
+                wait = max(wait, (need - level) / bucket.rate)
+        return wait
+
+    @hookimpl
+    async def filter_targets(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> list[tuple[Target, str]] | None:
+        """Rule out targets whose provider's buckets, as this process last
+        saw them, cannot hold this request now (no StateStore call). When
+        that is every candidate, wait for the first to refill if ``maxWait``
+        allows, and rule out none: ``before_attempt`` then decides with the
+        real buckets, and a request refused everywhere gets a rate-limit
+        error with the shortest wait."""
+        providers = self._providers
+        if not providers:
+            return None
+        now = self.now()
+        ruled: list[tuple[Target, str]] | None = None
+        soonest = math.inf
+        for target in candidates:
+            limits = providers.get(target.provider)
+            if limits is None:
+                continue
+            wait = self._wait_for(limits, request, target, context, now)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                if ruled is None:
+                    ruled = []
+                ruled.append((target, f"rate limit '{limits.scope}' reached; room again in {seconds(wait)}"))
+        if ruled is None:
+            return None
+        if len(ruled) < len(candidates):
+            self.counters.ruled_out += len(ruled)
+            return ruled
+        if self._max_wait > 0:
+            state = self._state(context)
+            clock = anyio.current_time()
+            if state.wait_until is None:
+                state.wait_until = min(clock + self._max_wait, context.deadline)
+            if clock + soonest <= state.wait_until:
+                self.counters.waited += 1
+                await anyio.sleep(max(soonest, MIN_SLEEP))
+        return None
+
+    @hookimpl
+    async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
+        """Take a request from the target provider's request bucket and
+        reserve the request's worst-case tokens (at this model) in its token
+        bucket. A short bucket raises ProviderRateLimitExceededError
+        (``failover``: the next target is tried); its ``retry_after`` is the
+        shortest wait among this request's provider refusals so far."""
+        limits = self._providers.get(target.provider)
+        if limits is None:
+            return
+        state = self._state(context)
+        took = False
+        reserved = 0.0
+        refusal: tuple[Bucket, float, BucketResult] | None = None
+        requests, tokens = limits.requests, limits.tokens
+        if requests is not None:
+            result = await self._take(requests, 1.0)
+            if result.allowed:
+                took = True
+            else:
+                refusal = (requests, 1.0, result)
+        if refusal is None and tokens is not None:
+            amount = self._reservation(request, state, target)
+            try:
+                result = await self._reserve(tokens, amount)
+            except BaseException:
+                if requests is not None and took:
+                    with anyio.CancelScope(shield=True):
+                        await self._take(requests, -1.0)
+                raise
+            if result.allowed:
+                reserved = amount
+            else:
+                refusal = (tokens, amount, result)
+                if requests is not None and took:
+                    await self._take(requests, -1.0)
+        if refusal is not None:
+            bucket, amount, result = refusal
+            self._refused(bucket)
+            self.counters.provider_refused += 1
+            message = self._message(bucket, amount, result.retry_after)
+            if state.shortest < result.retry_after:
+                message += f" (another provider of this request in {seconds(state.shortest)})"
+            state.shortest = min(state.shortest, result.retry_after)
+            raise ProviderRateLimitExceededError(
+                message,
+                scope=bucket.scope,
+                unit=bucket.unit,
+                retry_after=state.shortest,
+                provider=target.provider,
+                model=target.model,
+            )
+        state.admitted.append((target.provider, took, reserved))
+
+    # -- settlement -------------------------------------------------------------
+
+    @hookimpl
+    async def after_response(self, context: RequestContext) -> None:
+        """Settle the request's reservations with the tokens it used (a
+        cached answer used none)."""
+        await self._settle_request(context)
+
+    @hookimpl
+    async def request_failed(self, error: SwarmgateError, context: RequestContext) -> None:
+        """Settle the reservations of a request that ended unanswered with
+        the tokens its attempts used (partial streams count)."""
+        await self._settle_request(context)
+
+    async def _settle_request(self, context: RequestContext) -> None:
+        state: _Request | None = context.state.pop(STATE_KEY, None)
+        if state is None or not (state.reserved or state.admitted):
+            return
+        attempts = [a for a in context.attempts if not a.refused]
+        if state.reserved:
+            used = float(sum(a.tokens.total for a in attempts))
+            for bucket, amount in state.reserved:
+                await self._settle(bucket, amount, used)
+        if state.admitted:
+            await self._settle_providers(state.admitted, attempts)
+
+    async def _settle_providers(self, admitted: Iterable[tuple[str, bool, float]], attempts: list[Any]) -> None:
+        """Per provider: give back the requests taken for attempts that never
+        reached it (refused by a later ``before_attempt``) and square the
+        token reservations with the tokens its attempts used."""
+        took: dict[str, int] = {}
+        reserved: dict[str, float] = {}
+        for provider, took_request, tokens in admitted:
+            took[provider] = took.get(provider, 0) + took_request
+            reserved[provider] = reserved.get(provider, 0.0) + tokens
+        for provider in took:
+            limits = self._providers.get(provider)
+            if limits is None:
+                continue
+            ran = [a for a in attempts if a.provider == provider]
+            unused = took[provider] - len(ran)
+            if limits.requests is not None and unused > 0:
+                await self._take(limits.requests, -float(unused))
+            if limits.tokens is not None and reserved[provider] > 0:
+                await self._settle(limits.tokens, reserved[provider], float(sum(a.tokens.total for a in ran)))
