@@ -116,8 +116,9 @@ class AlertHub:
         log.warning("alert", type=alert.type, provider=alert.provider, message=alert.message)
 
     async def drain(self) -> None:
-        """Wait until every queued alert has been delivered."""
-        while self._queue:
+        """Wait until every queued alert has been delivered (the one being
+        delivered included: it has left the queue but not the hooks)."""
+        while self._queue or not self._idle.is_set():
             await self._idle.wait()
 
     async def run(self) -> None:
