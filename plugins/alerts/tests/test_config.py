@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
-from swarmgate import ConfigError, ProviderManager
+from swarmgate import Alert, ConfigError, ProviderManager, hookimpl
 from swarmgate.alerts import PROVIDER_DOWN
 from swarmgate.testing import ScriptedProvider
 from swarmgate_alerts import AlertsPlugin, AlertsSettings, ErrorRateSettings
@@ -114,3 +115,29 @@ def test_the_defaults() -> None:
     assert settings.cooldown == 300_000
     assert settings.error_rate == ErrorRateSettings(enabled=True, threshold=0.5, min_requests=20, window=60_000)
     assert settings.latency_sla is None
+
+
+class SlowDelivery:
+    """A delivery plugin that takes its time."""
+
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+
+    @hookimpl
+    async def deliver_alert(self, alert: Alert) -> None:
+        await anyio.sleep(0.05)
+        self.delivered.append(alert.type)
+
+
+async def test_the_hubs_drain_waits_for_the_alert_being_delivered() -> None:
+    """``AlertHub.drain`` returns once the hooks are done with every alert,
+    the one that has already left the queue included."""
+    slow = SlowDelivery()
+    async with ProviderManager(config(None), drivers=DRIVERS, plugins=(slow,)) as manager:
+        hub = manager.alerts
+        assert hub is not None
+        manager.emit_alert(Alert("custom", "one"))
+        await anyio.sleep(0.01)  # the background task has taken it off the queue
+        with anyio.fail_after(5):
+            await hub.drain()
+        assert slow.delivered == ["custom"]
