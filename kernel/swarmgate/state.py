@@ -71,7 +71,9 @@ class StateStore(Protocol):
     async def take_tokens(self, key: str, *, rate: float, capacity: float, tokens: float = 1.0) -> BucketResult:
         """Token bucket at ``key`` refilling ``rate`` tokens per second up to
         ``capacity`` (starting full): take ``tokens`` if available. A refused
-        take leaves the bucket unchanged."""
+        take leaves the bucket unchanged. A negative ``tokens`` gives tokens
+        back (always allowed; the level is capped at ``capacity`` again by
+        the next call), and ``tokens=0`` reads the refilled level."""
         ...
 
     async def aclose(self) -> None:
