@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -132,6 +132,23 @@ def _remember(table: dict[str, Any], key: str, value: Any) -> None:
         del table[next(iter(table))]
 
 
+def _keys_set_rates(keys: Any) -> bool:
+    """Whether the gateway's configured caller keys (``server.apiKeys``,
+    read raw: the server plugin validates them) set a request or token rate."""
+    if not isinstance(keys, list):
+        return False
+    return any(
+        isinstance(key, Mapping)
+        and (key.get("requestsPerMinute") is not None or key.get("tokensPerMinute") is not None)
+        for key in keys
+    )
+
+
+def _rate(value: float | None) -> float | None:
+    """A caller policy's rate if usable (positive and finite), else ``None``."""
+    return value if value is not None and value > 0 and math.isfinite(value) else None
+
+
 class RateLimitService:
     """What the plugin publishes as ``manager.extensions["ratelimit"]``.
 
@@ -197,6 +214,7 @@ class RateLimitPlugin:
         #: Refusals by bucket key (this process).
         self.limited: dict[str, int] = {}
         self._global: Limits | None = None
+        self._global_plan: tuple[Bucket, ...] = ()
         self._named: dict[str, Limits | None] = {}
         self._per_caller: LimitSettings | None = None
         self._providers: dict[str, Limits] = {}
@@ -211,9 +229,11 @@ class RateLimitPlugin:
     @hookimpl
     async def plugin_setup(self, manager: ProviderManager) -> None:
         """Read ``optimization.rateLimiting`` and every provider's
-        ``rateLimit``; publish ``extensions["ratelimit"]``. Inactive (the
-        plugin unregisters itself) when neither is configured or
-        ``enabled`` is false. Raises ConfigError naming every bad value."""
+        ``rateLimit``; publish ``extensions["ratelimit"]``. Active when the
+        section is present, a provider has a ``rateLimit``, or a caller key
+        of the gateway (``server.apiKeys``) sets a rate; otherwise, or with
+        ``enabled: false``, the plugin unregisters itself. Raises
+        ConfigError naming every bad value."""
         self.manager = manager
         raw = manager.config.section("optimization.rateLimiting")
         problems: list[tuple[str, str]] = []
@@ -234,11 +254,14 @@ class RateLimitPlugin:
                 providers[name] = limits
         if problems:
             raise ConfigError(problems)
-        if (settings is not None and not settings.enabled) or (settings is None and not providers):
+        wanted = settings is not None or bool(providers) or _keys_set_rates(manager.config.section("server.apiKeys"))
+        if not wanted or (settings is not None and not settings.enabled):
             manager.plugins.discard(self)  # inactive: its hooks would cost every request
             return
         self.settings = settings = settings or RateLimitSettings()
         self._global = Limits.of(GLOBAL_SCOPE, settings.global_limits)
+        glob = self._global
+        self._global_plan = () if glob is None else tuple(b for b in (glob.requests, glob.tokens) if b is not None)
         self._named = {caller: Limits.of(caller_scope(caller), limits) for caller, limits in settings.callers.items()}
         self._per_caller = settings.per_caller if settings.per_caller and not settings.per_caller.empty else None
         self._providers = providers
@@ -408,18 +431,16 @@ class RateLimitPlugin:
         rate, else ``callers.<caller>``, else ``perCaller`` (``None``: unlimited)."""
         assert self.manager is not None
         policy = self.manager.caller_policy(caller)
-        if policy.requests_per_minute is None and policy.tokens_per_minute is None:
-            policy_key: CallerPolicy | None = None
-        else:
-            policy_key = policy
+        requests, tokens = _rate(policy.requests_per_minute), _rate(policy.tokens_per_minute)
+        policy_key = None if requests is None and tokens is None else policy
         cached = self._callers.get(caller)
         if cached is not None and cached[0] == policy_key:
             return cached[1]
         scope = caller_scope(caller)
         limits: Limits | None
         if policy_key is not None:
-            burst = policy.burst_capacity if policy.requests_per_minute is not None else None
-            limits = Limits.build(scope, policy.requests_per_minute, policy.tokens_per_minute, burst)
+            burst = _rate(policy.burst_capacity) if requests is not None else None
+            limits = Limits.build(scope, requests, tokens, burst)
         elif caller in self._named:
             limits = self._named[caller]
         elif self._per_caller is not None:
@@ -428,6 +449,16 @@ class RateLimitPlugin:
             limits = None
         _remember(self._callers, caller, (policy_key, limits))
         return limits
+
+    def _plan(self, caller: Limits | None) -> tuple[Bucket, ...]:
+        """The buckets a request of a caller with these limits takes from,
+        in order: requests (caller, gateway), then tokens (caller, gateway)."""
+        if caller is None:
+            return self._global_plan
+        scopes = (caller, self._global)
+        requests = [limits.requests for limits in scopes if limits is not None and limits.requests is not None]
+        tokens = [limits.tokens for limits in scopes if limits is not None and limits.tokens is not None]
+        return (*requests, *tokens)
 
     async def _acquire(
         self, bucket: Bucket, amount: float, request: CompletionRequest, context: RequestContext
@@ -467,17 +498,9 @@ class RateLimitPlugin:
         its own limit does not drain the gateway's). Raises
         RateLimitExceededError (after waiting up to ``maxWait``); what was
         taken before a refusal or a cancellation is given back."""
-        caller = self.caller_limits(request.caller) if request.caller is not None else None
-        glob = self._global
-        if caller is None and glob is None:
+        plan = self._global_plan if request.caller is None else self._plan(self.caller_limits(request.caller))
+        if not plan:
             return None
-        plan: list[Bucket] = []
-        for limits in (caller, glob):
-            if limits is not None and limits.requests is not None:
-                plan.append(limits.requests)
-        for limits in (caller, glob):
-            if limits is not None and limits.tokens is not None:
-                plan.append(limits.tokens)
         taken: list[tuple[Bucket, float]] = []
         state: _Request | None = None
         try:

@@ -366,3 +366,26 @@ async def test_the_entry_point_loads_the_plugin(monkeypatch: pytest.MonkeyPatch)
         await manager.complete(prompt="hi")
         with pytest.raises(RateLimitExceededError):
             await manager.complete(prompt="hi")
+
+
+async def test_caller_keys_with_rates_activate_the_plugin_on_their_own() -> None:
+    clock = Clock()
+    keys = [{"key": "sk-one-0123456789", "name": "k1", "requestsPerMinute": 60, "burstCapacity": 1}]
+    async with gateway(config(server={"apiKeys": keys}), clock=clock) as (manager, _):
+        # The server plugin registers the keys as a caller directory; here the test does.
+        manager.add_caller_directory(Directory({"k1": CallerPolicy(requests_per_minute=60, burst_capacity=1)}))
+        assert [len(x) for x in await burst(manager, 2, caller="k1")] == [1, 1]
+    async with gateway(config(server={"apiKeys": [{"key": "sk-two-0123456789", "name": "k2"}]})) as (manager, _):
+        assert "ratelimit" not in manager.extensions
+
+
+async def test_a_caller_policy_with_unusable_rates_is_ignored() -> None:
+    clock = Clock()
+    async with gateway(config({"perCaller": {"requestsPerMinute": 60, "burstCapacity": 2}}), clock=clock) as (
+        manager,
+        _,
+    ):
+        manager.add_caller_directory(
+            Directory({"odd": CallerPolicy(requests_per_minute=0.0, tokens_per_minute=float("nan"))})
+        )
+        assert [len(x) for x in await burst(manager, 3, caller="odd")] == [2, 1]

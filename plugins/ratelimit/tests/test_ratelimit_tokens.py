@@ -239,3 +239,21 @@ async def test_callers_have_their_own_token_buckets_and_policies() -> None:
             await manager.complete(prompt=PROMPT, caller="big")
         assert tokens_left(service, "caller:big") == 9000.0
         assert "requests" not in service.snapshot()["scopes"]["caller:big"]
+
+
+async def test_the_state_store_gives_tokens_back_as_the_limiter_relies_on() -> None:
+    """The StateStore contract the settlement uses: a negative take is always
+    allowed and adds tokens, capped at the capacity by the next call; a take
+    of zero reads the refilled level."""
+    clock = Clock()
+    store = MemoryStateStore(clock=clock)
+    take = store.take_tokens
+    assert (await take("k", rate=1.0, capacity=10.0, tokens=8.0)).remaining == 2.0
+    back = await take("k", rate=1.0, capacity=10.0, tokens=-5.0)
+    assert back.allowed
+    assert back.remaining == 7.0
+    await take("k", rate=1.0, capacity=10.0, tokens=-50.0)
+    assert (await take("k", rate=1.0, capacity=10.0, tokens=0.0)).remaining == 10.0
+    refused = await take("k", rate=1.0, capacity=10.0, tokens=11.0)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(1.0)
