@@ -584,6 +584,7 @@ class UsageLog:
     async def aclose(self) -> None:
         """Commit what is pending, stop the writer and close the connections.
         Records arriving later are dropped (and counted)."""
+        self._writing = False  # here, on the recording thread: nothing is queued after the stop
         await anyio.to_thread.run_sync(self.close)
 
     def close(self) -> None:
@@ -596,6 +597,8 @@ class UsageLog:
             self._put(stop)
             writer.join()
             self._writer = None
+            # A record queued by another thread after the stop: count it as dropped.
+            self._abandon("the usage log is closed")
         with self._read_lock:
             if self._reader is not None:
                 self._reader.close()
