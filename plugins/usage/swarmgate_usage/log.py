@@ -27,6 +27,7 @@ see what is committed (call :meth:`flush` first to include what is pending).
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import math
 import queue
@@ -434,40 +435,32 @@ def _purge_rows(conn: sqlite3.Connection, cutoff: float) -> int:
 
 
 def _parse_records(rows: Sequence[Sequence[Any]]) -> list[UsageRecord]:
-    """Records from rows of requests LEFT JOIN attempts, ordered by request then attempt."""
+    """Records from rows of ``requests LEFT JOIN attempts`` (19 request
+    columns, then 12 attempt columns, NULL without attempts), the rows of
+    one request adjacent and its attempts in order."""
     out: list[UsageRecord] = []
-    current: list[Any] | None = None
-    attempts: list[AttemptRecord] = []
-
-    def close() -> None:
-        if current is not None:
-            out.append(_usage_record(current, attempts))
-
-    for row in rows:
-        head = row[:19]
-        if current is None or head[0] != current[0]:
-            close()
-            current = list(head)
-            attempts = []
-        if row[19] is not None:
-            (_idx, provider, model, ok, error_kind, status, tin, tout, cost, latency, ttft, refused) = row[19:]
-            attempts.append(
-                AttemptRecord(
-                    provider=provider,
-                    model=model,
-                    ok=bool(ok),
-                    error_kind=error_kind,
-                    status=status,
-                    input_tokens=tin,
-                    output_tokens=tout,
-                    cost=cost,
-                    latency_ms=latency,
-                    ttft_ms=ttft,
-                    refused=bool(refused),
-                )
-            )
-    close()
+    for _rid, group in itertools.groupby(rows, key=lambda row: row[0]):
+        joined = list(group)
+        attempts = tuple(_attempt_of(row[20:]) for row in joined if row[19] is not None)
+        out.append(_usage_record(joined[0][:19], attempts))
     return out
+
+
+def _attempt_of(columns: Sequence[Any]) -> AttemptRecord:
+    provider, model, ok, error_kind, status, tin, tout, cost, latency, ttft, refused = columns
+    return AttemptRecord(
+        provider=provider,
+        model=model,
+        ok=bool(ok),
+        error_kind=error_kind,
+        status=status,
+        input_tokens=tin,
+        output_tokens=tout,
+        cost=cost,
+        latency_ms=latency,
+        ttft_ms=ttft,
+        refused=bool(refused),
+    )
 
 
 def _usage_record(head: Sequence[Any], attempts: Sequence[AttemptRecord]) -> UsageRecord:
@@ -670,13 +663,15 @@ class UsageLog:
             # Counted after start() returned: a large log must not delay start-up.
             self._rows += int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
             self._loop(conn)
-        except BaseException as exc:
+        except Exception as exc:
             # A bug, not a database error (those are handled where they happen):
             # stop taking records and release everyone waiting on the writer.
             self._writing = False
-            log.error("usage_writer_crashed", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
+            log.error("usage_writer_crashed", path=str(self.path), error=f"{type(exc).__name__}: {exc}", exc_info=True)
             self._abandon(f"the usage log writer stopped: {type(exc).__name__}: {exc}")
-            raise
+            lost = self._enqueued - self._handled  # the batch it held
+            self._dropped_writer += lost
+            self._handled += lost
         finally:
             conn.close()
 

@@ -339,3 +339,26 @@ async def test_the_file_is_in_wal_mode_with_the_indexes(db: Path) -> None:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"requests_ts", "requests_provider_ts", "requests_caller_ts", "attempts_provider_ts"} <= indexes
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+async def test_a_writer_that_dies_releases_flush_and_counts_what_it_lost(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the writer (not a database error) must not hang flush() or
+    leave records counted as pending forever."""
+
+    def broken(self: UsageLog, conn: sqlite3.Connection, batch: list[Any]) -> str | None:
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(log_module.UsageLog, "_commit", broken)
+    usage = await started(db, commit_interval=600.0)
+    try:
+        usage.record(record("r1", time.time()))
+        with anyio.fail_after(10), pytest.raises(UsageLogError):
+            await usage.flush()
+        assert not usage.writable
+        usage.record(record("r2", time.time()))
+        assert usage.stats()["pending"] == 0
+        assert usage.stats()["dropped"] == 2
+    finally:
+        await usage.aclose()
