@@ -27,6 +27,7 @@ counted in memory and added to the shared ones every ``statsInterval``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import OrderedDict
@@ -84,7 +85,10 @@ _ANSWER_NEUTRAL: Final = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def _q(name: str) -> str:
+    """``name`` percent-encoded for a key name (memoised: provider, model and
+    tag names repeat on every store)."""
     return quote(name, safe="")
 
 
