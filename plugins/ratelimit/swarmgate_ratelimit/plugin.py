@@ -17,6 +17,8 @@ Hooks:
   :class:`~swarmgate_ratelimit.errors.RateLimitExceededError` (429, with
   ``retry_after``), after waiting for it to refill when ``maxWait`` allows;
   whatever this request took before the refusal is given back.
+* ``filter_targets`` and ``before_attempt`` live on :class:`ProviderHooks`,
+  registered only while some provider has limits.
 * ``filter_targets`` rules out providers whose buckets are empty, judged
   from this process's last observation of each bucket (no StateStore call);
   when that would rule out every candidate it rules out none (after waiting
@@ -92,6 +94,8 @@ log = get_logger("swarmgate.ratelimit")
 STATE_KEY = "ratelimit"
 #: Most callers (and buckets) this process keeps a local view of; the oldest are forgotten first.
 MAX_TRACKED = 10_000
+#: The name the provider-limit hooks are registered under.
+PROVIDER_HOOKS = "ratelimit.providers"
 #: Shortest sleep while waiting for a bucket (a wait of a few nanoseconds would spin).
 MIN_SLEEP = 0.001
 
@@ -201,6 +205,27 @@ class RateLimitService:
         await self._plugin.refresh()
 
 
+class ProviderHooks:
+    """The provider-limit hooks, registered by :class:`RateLimitPlugin` (as
+    ``ratelimit.providers``) only while some provider has a ``rateLimit``,
+    so that without provider limits routing and attempts pay nothing."""
+
+    def __init__(self, plugin: RateLimitPlugin) -> None:
+        self._plugin = plugin
+
+    @hookimpl
+    async def filter_targets(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> list[tuple[Target, str]] | None:
+        """See :meth:`RateLimitPlugin.filter_targets`."""
+        return await self._plugin.filter_targets(request, candidates, context)
+
+    @hookimpl
+    async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
+        """See :meth:`RateLimitPlugin.before_attempt`."""
+        await self._plugin.before_attempt(request, target, context)
+
+
 class RateLimitPlugin:
     """The rate limiter; see the module docstring. ``clock`` returns seconds
     (``time.monotonic``) for this process's view of the buckets; tests pass
@@ -219,6 +244,7 @@ class RateLimitPlugin:
         self._per_caller: LimitSettings | None = None
         self._providers: dict[str, Limits] = {}
         self._max_wait = 0.0
+        self._provider_hooks: ProviderHooks | None = None
         # caller -> (the policy it was built from, its limits); bounded.
         self._callers: dict[str, tuple[CallerPolicy | None, Limits | None]] = {}
         # bucket key -> (level, clock time) as last observed; bounded.
@@ -266,7 +292,19 @@ class RateLimitPlugin:
         self._per_caller = settings.per_caller if settings.per_caller and not settings.per_caller.empty else None
         self._providers = providers
         self._max_wait = settings.max_wait / 1000.0
+        self._provider_hooks_follow()
         manager.extensions["ratelimit"] = RateLimitService(self)
+
+    def _provider_hooks_follow(self) -> None:
+        """Register :class:`ProviderHooks` while some provider has limits, and only then."""
+        assert self.manager is not None
+        plugins = self.manager.plugins
+        if self._providers and self._provider_hooks is None:
+            self._provider_hooks = ProviderHooks(self)
+            plugins.register(self._provider_hooks, PROVIDER_HOOKS)
+        elif not self._providers and self._provider_hooks is not None:
+            plugins.discard(self._provider_hooks)
+            self._provider_hooks = None
 
     @staticmethod
     def _provider_limits(name: str, provider: ProviderConfig | None) -> Limits | None:
@@ -288,6 +326,7 @@ class RateLimitPlugin:
             self._providers.pop(name, None)
         else:
             self._providers[name] = limits
+        self._provider_hooks_follow()
 
     # -- buckets ----------------------------------------------------------------
 
@@ -542,7 +581,6 @@ class RateLimitPlugin:
                 wait = max(wait, (need - level) / bucket.rate)
         return wait
 
-    @hookimpl
     async def filter_targets(
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> list[tuple[Target, str]] | None:
@@ -583,7 +621,6 @@ class RateLimitPlugin:
                 await anyio.sleep(max(soonest, MIN_SLEEP))
         return None
 
-    @hookimpl
     async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
         """Take a request from the target provider's request bucket and
         reserve the request's worst-case tokens (at this model) in its token

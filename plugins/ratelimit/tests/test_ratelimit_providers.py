@@ -204,7 +204,11 @@ async def test_gateway_and_provider_limits_together() -> None:
 async def test_limits_follow_provider_changes() -> None:
     clock = Clock()
     async with gateway(config(limiting={"enabled": True}), clock) as (manager, service):
+        # No provider limits: routing and attempts do not even call the limiter.
+        assert not manager.plugins.has_impls("before_attempt")
+        assert not manager.plugins.has_impls("filter_targets")
         await manager.update_provider("a", {"rateLimit": {"requestsPerMinute": 60, "burstCapacity": 1}})
+        assert manager.plugins.has_impls("before_attempt")
         assert [(await manager.complete(prompt="hi")).provider for _ in range(2)] == ["a", "b"]
         assert service.limits("provider:a") is not None
         await manager.update_provider("a", {"rateLimit": None})
@@ -216,6 +220,7 @@ async def test_limits_follow_provider_changes() -> None:
         assert service.snapshot()["scopes"]["provider:c"]["requests"]["capacity"] == 6
         await manager.remove_provider("c")
         assert service.limits("provider:c") is None
+        assert not manager.plugins.has_impls("before_attempt")
 
 
 async def test_a_bad_rate_limit_in_a_provider_update_keeps_the_previous_limits() -> None:
