@@ -251,7 +251,8 @@ class ResponseCache:
 
     async def lookup(self, request: CompletionRequest, context: RequestContext) -> CompletionResponse | None:
         """The cached answer to ``request``, or ``None``. Decides whether the
-        request is cacheable at all and, if so, leaves ``(key, ttl)`` in
+        request is cacheable at all and, if so, leaves its plan (key, TTL,
+        whether the answering model's default temperature must be 0) in
         ``context.state["cache"]`` for :meth:`store`. Raises
         InvalidRequestError for a non-positive ``cache.ttl``."""
         control = request.cache
