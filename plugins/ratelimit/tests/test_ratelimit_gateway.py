@@ -161,7 +161,7 @@ async def test_waiting_mode_waits_for_a_token_within_max_wait() -> None:
         answered, refused = await burst(manager, 3)
         elapsed = anyio.current_time() - started
         assert (len(answered), len(refused)) == (3, 0)
-        assert 0.15 <= elapsed < 1.0  # the 2nd waited ~0.1 s, the 3rd ~0.2 s
+        assert 0.18 <= elapsed < 1.0  # the 2nd waited ~0.1 s, the 3rd ~0.2 s
         assert service(manager).snapshot()["counters"]["waited"] >= 2
 
 
@@ -185,7 +185,7 @@ async def test_waiting_is_bounded_by_max_wait_when_others_keep_taking() -> None:
         started = anyio.current_time()
         with pytest.raises(RateLimitedError):
             await manager.complete(prompt="second")
-        assert 0.1 <= anyio.current_time() - started < 0.5
+        assert 0.09 <= anyio.current_time() - started < 0.5  # one 0.1 s sleep, then no time left
 
 
 async def test_each_caller_has_its_own_bucket() -> None:
