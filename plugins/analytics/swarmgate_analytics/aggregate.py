@@ -120,31 +120,29 @@ class LiveAggregate:
             input_tokens += tokens.input
             output_tokens += tokens.output
             reached = reached or not attempt.refused
-            for tally in self._series(attempt.provider, attempt.model).tallies(now):
-                tally.add_attempt(
-                    attempt.ok,
-                    attempt.error_kind,
-                    attempt.refused,
-                    attempt.cost,
-                    tokens.input,
-                    tokens.output,
-                    attempt.latency,
-                    attempt.ttft,
-                )
-        for tally in self.requests.tallies(now):
-            tally.add_request(
-                ok,
-                kind,
-                reached,
-                cache_hit,
-                cost,
-                cost_saved,
-                input_tokens,
-                output_tokens,
-                latency,
-                ttft,
-                len(attempts),
+            self._series(attempt.provider, attempt.model).at(now).add_attempt(
+                attempt.ok,
+                attempt.error_kind,
+                attempt.refused,
+                attempt.cost,
+                tokens.input,
+                tokens.output,
+                attempt.latency,
+                attempt.ttft,
             )
+        self.requests.at(now).add_request(
+            ok,
+            kind,
+            reached,
+            cache_hit,
+            cost,
+            cost_saved,
+            input_tokens,
+            output_tokens,
+            latency,
+            ttft,
+            len(attempts),
+        )
 
     def window(self, now: float, span: float | None) -> tuple[dict[TargetKey, Tally], Tally]:
         """Every target's tally and the requests' tally over the window."""
