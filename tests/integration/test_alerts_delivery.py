@@ -159,3 +159,23 @@ async def test_a_failing_provider_alerts_every_channel(smtp: tuple[int, Mailbox]
     assert "reason: 3 consecutive failures" in text
     assert email_counters["sent"] == 1
     assert email_counters["skipped"] == len(types) - 1
+
+
+async def test_turned_off_channels_still_count_as_served(smtp: tuple[int, Mailbox]) -> None:
+    """A webhook and an email section turned off keep their plugins
+    registered and idle: the alerts plugin's check that every configured
+    channel has its plugin passes whatever order the plugins are set up in."""
+    smtp_port, mailbox = smtp
+    cfg = config("http://127.0.0.1:9/never", smtp_port)
+    cfg["monitoring"]["alerts"]["webhook"]["enabled"] = False
+    cfg["monitoring"]["alerts"]["email"]["enabled"] = False
+    drivers = {"swarmgate.providers": {"scripted": ScriptedProvider}}
+    async with ProviderManager(cfg, drivers=drivers) as manager:
+        manager.emit_alert(Alert(BREAKER_OPENED, "nobody is told", provider="primary"))
+        hub = manager.alerts
+        assert hub is not None
+        with anyio.fail_after(10):
+            await hub.drain()
+        assert "webhook" not in manager.extensions
+        assert "email" not in manager.extensions
+    assert mailbox.messages == []

@@ -186,9 +186,12 @@ class EmailPlugin:
     @hookimpl
     async def plugin_setup(self, manager: ProviderManager) -> None:
         """Read ``monitoring.alerts.email``; publish ``extensions["email"]``.
-        Unregisters itself when it is absent or disabled, or when
-        ``monitoring.alerts.enabled`` is false. Raises ConfigError naming
-        bad values."""
+        Unregisters itself when the section is absent. A section that is
+        present but turned off (``enabled: false`` here or on
+        ``monitoring.alerts``) leaves it registered and idle, so that the
+        alerts plugin sees the channel served whatever order the plugins
+        are set up in (``deliver_alert`` is off the request path). Raises
+        ConfigError naming bad values."""
         section = manager.config.section("monitoring.alerts")
         if not isinstance(section, Mapping) or section.get("email") is None:
             manager.plugins.discard(self)
@@ -198,8 +201,7 @@ class EmailPlugin:
             raise ConfigError([("monitoring.alerts.enabled", f"expected true or false, got {enabled!r}")])
         settings = parse_email(section.get("email"))
         if not enabled or settings is None or not settings.enabled:
-            manager.plugins.discard(self)
-            return
+            return  # idle: deliver_alert has no settings
         self.settings = settings
         self._types = frozenset(settings.types) if settings.types is not None else None
         self._min_rank = SEVERITIES.index(settings.min_severity)

@@ -247,16 +247,26 @@ async def test_bad_values_are_named(email: dict[str, Any], path: str, reason: st
 
 @pytest.mark.parametrize(
     "cfg",
-    [
-        {"providers": {"a": {"type": "scripted", "models": {"m": {}}}}},
-        config(None),
-        config(relay(25), enabled=False),
-        config(relay(25, enabled=False)),
-    ],
-    ids=["no-section", "no-email", "alerts-disabled", "email-disabled"],
+    [{"providers": {"a": {"type": "scripted", "models": {"m": {}}}}}, config(None)],
+    ids=["no-section", "no-email"],
 )
-async def test_inactive_without_an_enabled_email(cfg: dict[str, Any]) -> None:
+async def test_unregistered_without_an_email_section(cfg: dict[str, Any]) -> None:
     plugin = EmailPlugin()
     async with ProviderManager(cfg, drivers=DRIVERS, plugins=(plugin,)) as manager:
         assert plugin not in manager.plugins.pm.get_plugins()
         assert "email" not in manager.extensions
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [config(relay(25), enabled=False), config(relay(25, enabled=False))],
+    ids=["alerts-disabled", "email-disabled"],
+)
+async def test_idle_when_turned_off(cfg: dict[str, Any]) -> None:
+    """Registered (a configured channel is served) but sending nothing."""
+    plugin = EmailPlugin()
+    async with ProviderManager(cfg, drivers=DRIVERS, plugins=(plugin,)) as manager:
+        assert plugin in manager.plugins.pm.get_plugins()
+        assert "email" not in manager.extensions
+        await plugin.deliver_alert(breaker_alert())  # port 25 on loopback is never tried
+        assert plugin.counters.sent == plugin.counters.failed == 0

@@ -121,9 +121,12 @@ class WebhookPlugin:
     @hookimpl
     async def plugin_setup(self, manager: ProviderManager) -> None:
         """Read ``monitoring.alerts.webhook``; publish ``extensions["webhook"]``.
-        Unregisters itself when no receiver is configured or
-        ``monitoring.alerts.enabled`` is false. Raises ConfigError naming
-        bad values."""
+        Unregisters itself when the section is absent. A section that is
+        present but turned off (``enabled: false`` here or on
+        ``monitoring.alerts``) leaves it registered and idle, so that the
+        alerts plugin sees the channel served whatever order the plugins
+        are set up in (``deliver_alert`` is off the request path: idle costs
+        nothing there). Raises ConfigError naming bad values."""
         section = manager.config.section("monitoring.alerts")
         if not isinstance(section, Mapping) or section.get("webhook") is None:
             manager.plugins.discard(self)
@@ -133,8 +136,7 @@ class WebhookPlugin:
             raise ConfigError([("monitoring.alerts.enabled", f"expected true or false, got {enabled!r}")])
         hooks = [hook for hook in parse_webhooks(section.get("webhook")) if hook.enabled]
         if not enabled or not hooks:
-            manager.plugins.discard(self)
-            return
+            return  # idle: deliver_alert finds no receiver
         self.receivers = [
             _Receiver(
                 hook, frozenset(hook.types) if hook.types is not None else None, SEVERITIES.index(hook.min_severity)

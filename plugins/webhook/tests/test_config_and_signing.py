@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from swarmgate import ConfigError, ProviderManager
+from swarmgate import Alert, ConfigError, ProviderManager
 from swarmgate.testing import ScriptedProvider
 from swarmgate_webhook import WebhookPlugin, sign, verify
 
@@ -78,19 +78,29 @@ async def test_the_secret_comes_from_the_environment() -> None:
 
 @pytest.mark.parametrize(
     "cfg",
-    [
-        {"providers": {"a": {"type": "scripted", "models": {"m": {}}}}},
-        config(None),
-        config({"url": URL}, enabled=False),
-        config({"url": URL, "enabled": False}),
-    ],
-    ids=["no-section", "no-webhook", "alerts-disabled", "webhook-disabled"],
+    [{"providers": {"a": {"type": "scripted", "models": {"m": {}}}}}, config(None)],
+    ids=["no-section", "no-webhook"],
 )
-async def test_inactive_without_an_enabled_webhook(cfg: dict[str, Any]) -> None:
+async def test_unregistered_without_a_webhook_section(cfg: dict[str, Any]) -> None:
     plugin = WebhookPlugin()
     async with ProviderManager(cfg, drivers=DRIVERS, plugins=(plugin,)) as manager:
         assert plugin not in manager.plugins.pm.get_plugins()
         assert "webhook" not in manager.extensions
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [config({"url": URL}, enabled=False), config({"url": URL, "enabled": False})],
+    ids=["alerts-disabled", "webhook-disabled"],
+)
+async def test_idle_when_turned_off(cfg: dict[str, Any]) -> None:
+    """Registered (a configured channel is served) but sending nothing."""
+    plugin = WebhookPlugin()
+    async with ProviderManager(cfg, drivers=DRIVERS, plugins=(plugin,)) as manager:
+        assert plugin in manager.plugins.pm.get_plugins()
+        assert "webhook" not in manager.extensions
+        assert plugin.receivers == []
+        await plugin.deliver_alert(Alert("custom", "nobody hears this"))
 
 
 def test_sign_and_verify() -> None:
