@@ -1,0 +1,54 @@
+"""swarmgate-server: the HTTP gateway.
+
+* :func:`create_app` / :class:`Gateway` -- the ASGI application:
+  ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models``
+  (OpenAI), ``/v1/messages`` (Anthropic), ``/health``,
+  ``/health/providers``, ``/metrics``, ``/openapi.json`` and the admin API
+  under ``/admin/``;
+* :func:`serve` -- run it with uvicorn (the ``serve`` command);
+  :func:`run_gateway` -- run it in a background thread (tests, embedding);
+* :class:`ServerSettings`, :class:`ApiKeySettings`, :func:`load_settings`
+  -- the ``server`` config section;
+* :class:`KeyRing`, :class:`KeyAuthenticator`, :class:`Caller` -- caller
+  authentication (config keys, and the seam for a caller-key store);
+* :func:`admin_request`, :func:`aadmin_request`, :func:`admin_options`,
+  :class:`AdminAPIError` -- calling a running gateway's admin API from CLI
+  commands (``--url``);
+* :class:`GatewayError` -- an HTTP error answer;
+* :class:`ServerPlugin` -- the entry point that adds ``serve``.
+
+The public API is exactly ``__all__``.
+"""
+
+from swarmgate_server.app import Gateway, app_from_env, create_app
+from swarmgate_server.auth import AUTHENTICATOR_EXTENSION, Caller, KeyAuthenticator, KeyRing, ModelFilter
+from swarmgate_server.client import AdminAPIError, aadmin_request, admin_options, admin_request
+from swarmgate_server.errors import GatewayError, from_swarmgate
+from swarmgate_server.plugin import ServerPlugin
+from swarmgate_server.serving import RunningGateway, run_gateway, serve
+from swarmgate_server.settings import ApiKeySettings, ServerSettings, key_digest, load_settings
+
+__all__ = [
+    "AUTHENTICATOR_EXTENSION",
+    "AdminAPIError",
+    "ApiKeySettings",
+    "Caller",
+    "Gateway",
+    "GatewayError",
+    "KeyAuthenticator",
+    "KeyRing",
+    "ModelFilter",
+    "RunningGateway",
+    "ServerPlugin",
+    "ServerSettings",
+    "aadmin_request",
+    "admin_options",
+    "admin_request",
+    "app_from_env",
+    "create_app",
+    "from_swarmgate",
+    "key_digest",
+    "load_settings",
+    "run_gateway",
+    "serve",
+]

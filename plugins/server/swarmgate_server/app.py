@@ -1,0 +1,596 @@
+"""The gateway's ASGI application.
+
+The three completion endpoints (``POST /v1/chat/completions``,
+``/v1/completions``, ``/v1/messages``) are the hot path and are served by a
+raw ASGI handler: one pass over the request headers, the body read once
+(with the size limit checked against ``Content-Length`` before reading and
+against the bytes received while reading), one ``orjson.loads``, the
+request built directly, the answer encoded once; response header tuples
+are built from bytes, and stream chunks are encoded from per-stream
+prefixes and sent one by one as the events arrive. Everything else
+(``/v1/models``, ``/health``, ``/metrics``, ``/admin/...``,
+``/openapi.json``, plugin routes) is a Starlette application.
+
+Streams: the manager's stream is started and the response begins only
+when its first event is known (so a failure before the first token is a
+plain JSON error with the right status, and the ``x-swarmgate-*`` headers
+name who answers). While a stream runs, a second task watches the
+connection: when the client goes away the stream is cancelled, which
+cancels the upstream call (the kernel records the partial usage as a
+cancelled attempt and runs ``request_failed``).
+
+Lifecycle: the ASGI lifespan builds and initializes the
+:class:`~swarmgate.ProviderManager` (or uses the one given), reads the
+``server`` section, registers the caller directory, mounts the plugins'
+routes (``gateway_routes`` hook). On shutdown it refuses new requests
+(503), waits for in-flight requests and streams to finish (at most
+``server.shutdownTimeout``), then closes the manager it owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Final, Protocol
+
+import anyio
+import attrs
+import orjson
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from swarmgate import (
+    CompletionRequest,
+    CompletionResponse,
+    ErrorEvent,
+    FinishEvent,
+    PluginError,
+    ProviderManager,
+    StreamFailover,
+    StreamStart,
+    SwarmgateConfig,
+    SwarmgateError,
+    TextDelta,
+    ToolCallDelta,
+)
+from swarmgate.logs import get_logger
+from swarmgate_server import anthropic_api, openai_api, steering
+from swarmgate_server.admin import AdminAPI, not_found
+from swarmgate_server.auth import (
+    AUTHENTICATOR_EXTENSION,
+    Caller,
+    KeyAuthenticator,
+    KeyRing,
+    authenticate_external,
+    credentials,
+)
+from swarmgate_server.errors import GatewayError, from_swarmgate, internal_error
+from swarmgate_server.settings import ServerSettings, load_settings
+
+log = get_logger("swarmgate.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Path prefixes the gateway owns; a plugin route under one is refused at start-up.
+RESERVED_PREFIXES: Final = ("/v1/", "/health", "/metrics", "/admin", "/openapi.json")
+
+_JSON: Final = (b"content-type", b"application/json")
+_SSE: Final = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+_HIT: Final = b"hit"
+_MISS: Final = b"miss"
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the request body was read."""
+
+
+class StreamEncoder(Protocol):
+    """What a dialect's stream encoder does (see openai_api, anthropic_api)."""
+
+    def start(self) -> bytes: ...
+    def text(self, text: str) -> bytes: ...
+    def tool(self, delta: ToolCallDelta) -> bytes: ...
+    def finish(self, response: CompletionResponse) -> bytes: ...
+    def error(self, error: GatewayError) -> bytes: ...
+
+
+@attrs.frozen
+class Dialect:
+    """One API dialect: how a body becomes request fields (``parse`` returns
+    fields, ``stream``, ``include_usage``), how answers, streams and errors
+    are encoded."""
+
+    name: str
+    parse: Callable[[Mapping[str, Any], frozenset[str]], tuple[dict[str, Any], bool, bool]]
+    render: Callable[[CompletionResponse, int], bytes]
+    encoder: Callable[[StreamStart, int, bool], StreamEncoder]
+    error_body: Callable[[GatewayError], bytes]
+
+
+def _parse_messages(data: Mapping[str, Any], forward: frozenset[str]) -> tuple[dict[str, Any], bool, bool]:
+    fields, stream = anthropic_api.message_fields(data)
+    return fields, stream, True
+
+
+CHAT = Dialect(
+    "openai", openai_api.chat_fields, openai_api.chat_completion, openai_api.ChatStream, GatewayError.openai_body
+)
+COMPLETIONS = Dialect(
+    "openai",
+    openai_api.completion_fields,
+    openai_api.text_completion,
+    openai_api.CompletionStream,
+    GatewayError.openai_body,
+)
+MESSAGES = Dialect(
+    "anthropic", _parse_messages, anthropic_api.message, anthropic_api.MessagesStream, GatewayError.anthropic_body
+)
+
+_encoded: dict[str, bytes] = {}
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a header value (ASCII; other characters escaped), cached:
+    provider and model names repeat on every response."""
+    value = _encoded.get(text)
+    if value is None:
+        if len(_encoded) > 4096:
+            _encoded.clear()
+        value = _encoded[text] = text.encode("ascii", "backslashreplace").replace(b"\r", b"").replace(b"\n", b"")
+    return value
+
+
+def answer_headers(response: CompletionResponse, length: int) -> list[tuple[bytes, bytes]]:
+    """The headers of a non-streamed answer: who answered, what it cost."""
+    return [
+        _JSON,
+        (b"content-length", str(length).encode()),
+        (b"x-request-id", header_value(response.id)),
+        (b"x-swarmgate-provider", header_value(response.provider)),
+        (b"x-swarmgate-model", header_value(response.model)),
+        (b"x-swarmgate-cost", f"{response.cost:.10f}".encode()),
+        (b"x-swarmgate-latency-ms", f"{response.latency:.3f}".encode()),
+        (b"x-swarmgate-attempts", str(len(response.attempts)).encode()),
+        (b"x-swarmgate-cache", _HIT if response.cached else _MISS),
+    ]
+
+
+def stream_headers(start: StreamStart, latency_ms: float) -> list[tuple[bytes, bytes]]:
+    """The headers of a stream, known at its first event (the cost comes in
+    the stream's last chunk)."""
+    return [
+        *_SSE,
+        (b"x-request-id", header_value(start.id)),
+        (b"x-swarmgate-provider", header_value(start.provider)),
+        (b"x-swarmgate-model", header_value(start.model)),
+        (b"x-swarmgate-latency-ms", f"{latency_ms:.3f}".encode()),
+        (b"x-swarmgate-attempts", str(start.attempts).encode()),
+        (b"x-swarmgate-cache", _HIT if start.cached else _MISS),
+    ]
+
+
+async def send_error(send: Send, error: GatewayError, body: bytes, *, close: bool = False) -> None:
+    """Send ``error`` as a complete JSON response."""
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *error.headers()]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` when the client disconnects."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+class Gateway:
+    """The gateway as an ASGI application (see the module docstring).
+
+    ``config`` is what :class:`~swarmgate.ProviderManager` takes (a path, a
+    mapping, ``None`` for the embedded default); ``plugins`` are extra
+    plugin objects for it. Or pass a ``manager`` (initialized by the
+    lifespan if it is not yet, closed only by its owner). ``settings``
+    overrides the config's ``server`` section.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig | None = None,
+        *,
+        manager: ProviderManager | None = None,
+        plugins: Iterable[object] = (),
+        settings: ServerSettings | None = None,
+    ) -> None:
+        self._config_source = config
+        self._plugins = tuple(plugins)
+        self._manager = manager
+        self._owns_manager = manager is None
+        self._settings_override = settings
+        self.settings = settings or ServerSettings()
+        self.keys = KeyRing(self.settings)
+        self._authenticator: KeyAuthenticator | None = None
+        self._forward: frozenset[str] = frozenset()
+        self._body_timeout = 30.0
+        #: Requests and streams being served now.
+        self.inflight = 0
+        #: Wall-clock time the gateway started serving.
+        self.started_at = time.time()
+        self._closing = False
+        self._ready = False
+        self._drained: anyio.Event | None = None
+        #: Why the lifespan start-up failed, if it did.
+        self.startup_error: Exception | None = None
+        self.admin = AdminAPI(self)
+        self.starlette = Starlette(
+            routes=self.admin.routes(),
+            lifespan=self._lifespan,
+            exception_handlers={404: not_found, 405: not_found},
+        )
+        self._hot: dict[str, Dialect] = {
+            "/v1/chat/completions": CHAT,
+            "/v1/completions": COMPLETIONS,
+            "/v1/messages": MESSAGES,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def manager(self) -> ProviderManager:
+        """The manager serving requests (once started)."""
+        if self._manager is None:
+            raise RuntimeError("the gateway has not started: run it under an ASGI server (its lifespan starts it)")
+        return self._manager
+
+    @property
+    def ready(self) -> bool:
+        """Whether the gateway is serving (started, not shutting down)."""
+        return self._ready and not self._closing
+
+    async def startup(self) -> None:
+        """Initialize the manager and everything read from the config."""
+        if self._manager is None:
+            self._manager = ProviderManager(self._config_source, plugins=self._plugins)
+        manager = self._manager
+        try:
+            await manager.initialize()
+            self.configure(self._settings_override or load_settings(manager.config.section("server")))
+            manager.add_caller_directory(self.keys)
+            self._mount_plugin_routes(manager.plugins.gateway_routes(manager))
+        except BaseException:
+            if self._owns_manager:
+                await manager.aclose()
+            raise
+        self.started_at = time.time()
+        self._ready = True
+        log.info("gateway_started", providers=manager.providers(), keys=self.keys.has_keys)
+
+    def configure(self, settings: ServerSettings) -> None:
+        """Use ``settings`` from now on (start-up and config reload)."""
+        self.settings = settings
+        self.keys.update(settings)
+        self._forward = frozenset(settings.forward_fields)
+        self._body_timeout = settings.body_timeout / 1000.0
+        found = self._manager.extensions.get(AUTHENTICATOR_EXTENSION) if self._manager is not None else None
+        self._authenticator = found if isinstance(found, KeyAuthenticator) else None
+
+    def _mount_plugin_routes(self, routes: list[Any]) -> None:
+        for route in routes:
+            if not isinstance(route, BaseRoute):
+                raise PluginError(
+                    f"gateway_routes returned {route!r}, not a Starlette route or mount",
+                    namespace="swarmgate",
+                    name="gateway_routes",
+                )
+            path = getattr(route, "path", "")
+            if any(path == p.rstrip("/") or path.startswith(p) for p in RESERVED_PREFIXES):
+                raise PluginError(
+                    f"a plugin route {path!r} collides with the gateway's own paths {list(RESERVED_PREFIXES)}",
+                    namespace="swarmgate",
+                    name="gateway_routes",
+                )
+            self.starlette.router.routes.append(route)
+
+    async def shutdown(self) -> None:
+        """Refuse new requests, drain in-flight ones (bounded), close the manager we own."""
+        self._drained = anyio.Event()
+        self._closing = True
+        if self.inflight:
+            with anyio.move_on_after(self.settings.shutdown_timeout / 1000.0):
+                await self._drained.wait()
+        if self.inflight:
+            log.warning("gateway_shutdown_timeout", inflight=self.inflight)
+        if self._manager is not None and self._owns_manager:
+            await self._manager.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            await self.startup()
+        except Exception as exc:
+            self.startup_error = exc
+            log.error("gateway_start_failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # -- ASGI ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            dialect = self._hot.get(scope["path"])
+            if dialect is not None:
+                await self._completion(scope, receive, send, dialect)
+                return
+        await self.starlette(scope, receive, send)
+
+    # -- auth ----------------------------------------------------------------------
+
+    async def authenticate(self, authorization: bytes | None, api_key: bytes | None) -> Caller | None:
+        """The caller presenting these headers; ``None`` when no key is
+        needed and none was given. Raises a 401 :class:`GatewayError`."""
+        keys = self.keys
+        authenticator = self._authenticator
+        key = credentials(authorization, api_key)
+        if key is None:
+            if keys.has_keys or authenticator is not None:
+                raise GatewayError(
+                    401,
+                    "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                    code="missing_api_key",
+                )
+            return None
+        caller = keys.identify(key)
+        if caller is not None:
+            return caller
+        if authenticator is not None:
+            name = await authenticate_external(authenticator, key)
+            if name is not None:
+                policy = self.manager.caller_policy(name)
+                return Caller(name, False, keys.model_filter(policy.allowed_models))
+        if not keys.has_keys and authenticator is None:
+            return None  # no keys configured: a key is not needed, and any is accepted
+        raise GatewayError(401, "invalid API key", code="invalid_api_key")
+
+    # -- the hot path ----------------------------------------------------------------
+
+    async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
+        limit = self.settings.max_body_size
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise GatewayError(400, "invalid Content-Length header", code="invalid_header") from None
+            if declared > limit:
+                raise GatewayError(
+                    413,
+                    f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                    code="request_too_large",
+                )
+        chunks: list[bytes] = []
+        size = 0
+        scope = anyio.CancelScope(deadline=anyio.current_time() + self._body_timeout)
+        with scope:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise GatewayError(
+                            413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
+                        )
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if scope.cancelled_caught:
+            raise GatewayError(
+                408, f"the request body was not received within {self._body_timeout:g} s", code="request_timeout"
+            )
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    async def _completion(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
+        started = time.perf_counter()
+        if not self._ready or self._closing:
+            error = GatewayError(503, "the gateway is not serving (starting or shutting down)", code="unavailable")
+            await send_error(send, error, dialect.error_body(error), close=True)
+            return
+        self.inflight += 1
+        try:
+            try:
+                request, stream, include_usage = await self._request(scope, receive, dialect)
+            except GatewayError as error:
+                await send_error(send, error, dialect.error_body(error), close=error.status in (408, 413))
+                return
+            except _ClientGone:
+                return
+            if stream:
+                await self._stream(request, receive, send, dialect, include_usage, started)
+            else:
+                await self._complete(request, send, dialect, started)
+        finally:
+            self.inflight -= 1
+            if self._closing and not self.inflight and self._drained is not None:
+                self._drained.set()
+
+    async def _request(self, scope: Scope, receive: Receive, dialect: Dialect) -> tuple[CompletionRequest, bool, bool]:
+        authorization = api_key = length = None
+        steer: list[tuple[bytes, bytes]] | None = None
+        headers = steering.HEADERS
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-api-key":
+                api_key = value
+            elif name == b"content-length":
+                length = value
+            elif name in headers:
+                if steer is None:
+                    steer = []
+                steer.append((name, value))
+        caller = await self.authenticate(authorization, api_key)
+        body = await self._read_body(receive, length)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+        fields, stream, include_usage = dialect.parse(data, self._forward)
+        body_steering = data.get("swarmgate")
+        if body_steering is not None or steer is not None:
+            steering.apply(fields, body_steering, steer)
+        if caller is not None:
+            fields["caller"] = caller.name
+            models = caller.models
+            if models is not None and not models.allows(fields["model"], fields.get("provider")):
+                raise GatewayError(
+                    403,
+                    f"this API key may not use model {fields['model']!r} (allowed: {list(models.patterns)})",
+                    code="model_not_allowed",
+                    param="model",
+                )
+        return CompletionRequest(**fields), stream, include_usage
+
+    def _error_for(self, error: SwarmgateError, request: CompletionRequest, started: float) -> GatewayError:
+        timeouts = request.timeouts
+        return from_swarmgate(
+            error,
+            caller_timeout_ms=timeouts.total if timeouts is not None else None,
+            elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    async def _complete(self, request: CompletionRequest, send: Send, dialect: Dialect, started: float) -> None:
+        try:
+            response = await self.manager.complete(request)
+        except SwarmgateError as exc:
+            error = self._error_for(exc, request, started)
+            await send_error(send, error, dialect.error_body(error))
+            return
+        except Exception as exc:
+            log.exception("request_crashed", error=f"{type(exc).__name__}: {exc}")
+            error = internal_error(exc)
+            await send_error(send, error, dialect.error_body(error))
+            return
+        body = dialect.render(response, int(time.time()))
+        await send({"type": "http.response.start", "status": 200, "headers": answer_headers(response, len(body))})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _stream(
+        self,
+        request: CompletionRequest,
+        receive: Receive,
+        send: Send,
+        dialect: Dialect,
+        include_usage: bool,
+        started: float,
+    ) -> None:
+        events = self.manager.stream(request, errors="event")
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+            try:
+                await self._pump(events, request, send, dialect, include_usage, started)
+            except Exception as exc:
+                log.exception("stream_crashed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await events.aclose()
+                group.cancel_scope.cancel()
+
+    async def _pump(
+        self,
+        events: Any,
+        request: CompletionRequest,
+        send: Send,
+        dialect: Dialect,
+        include_usage: bool,
+        started: float,
+    ) -> None:
+        """Send the stream: headers at its first event, then one chunk per event."""
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        if not isinstance(first, StreamStart):
+            if isinstance(first, ErrorEvent) and isinstance(first.error, SwarmgateError):
+                error = self._error_for(first.error, request, started)
+            else:
+                error = GatewayError(502, "the stream ended before it started", code="upstream_error")
+            await send_error(send, error, dialect.error_body(error))
+            return
+        encoder = dialect.encoder(first, int(time.time()), include_usage)
+        headers = stream_headers(first, (time.perf_counter() - started) * 1000.0)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        pending = encoder.start()
+        async for event in events:
+            final = False
+            kind = type(event)
+            if kind is TextDelta:
+                data = encoder.text(event.text)
+            elif kind is ToolCallDelta:
+                data = encoder.tool(event)
+            elif kind is FinishEvent:
+                final = True
+                response = event.response
+                data = encoder.finish(response) if response is not None else b""
+            elif kind is ErrorEvent:
+                final = True
+                failure = event.error
+                error = (
+                    self._error_for(failure, request, started)
+                    if isinstance(failure, SwarmgateError)
+                    else internal_error(failure)
+                )
+                data = encoder.error(error)
+            elif kind is StreamFailover and event.mode == "restart":
+                # The text already sent cannot be taken back: end with the error
+                # rather than let a fresh answer follow a partial one.
+                final = True
+                cause = event.error
+                message = f"the stream broke and could only be restarted elsewhere: {cause}"
+                data = encoder.error(GatewayError(502, message, code="stream_interrupted"))
+            else:  # usage (the cost arrives with the finish), a continuation
+                continue
+            if pending:
+                data = pending + data
+                pending = b""
+            await send({"type": "http.response.body", "body": data, "more_body": not final})
+            if final:
+                return
+        error = GatewayError(502, "the stream ended without finishing", code="upstream_error")
+        await send({"type": "http.response.body", "body": pending + encoder.error(error), "more_body": False})
+
+
+def create_app(
+    config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig | None = None,
+    *,
+    manager: ProviderManager | None = None,
+    plugins: Iterable[object] = (),
+    settings: ServerSettings | None = None,
+) -> Gateway:
+    """The gateway's ASGI application (see :class:`Gateway`)."""
+    return Gateway(config, manager=manager, plugins=plugins, settings=settings)
+
+
+def app_from_env() -> Gateway:
+    """An app factory for ``uvicorn --factory`` and multi-worker ``serve``:
+    the config file from ``$SWARMGATE_CONFIG`` (else the embedded default)."""
+    return create_app(os.environ.get("SWARMGATE_CONFIG") or None)
