@@ -11,11 +11,13 @@ Exit status 0, or 2 on a config error or when no budget is configured.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -42,14 +44,16 @@ def add_commands(cli: click.Group) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status_command(config_path: Path | None, as_json: bool) -> None:
-    """Every budget: limit, spent, reserved, remaining, reset time, burn rate."""
+    """Every budget: limit, spent, reserved, what is left, reset time, burn
+    rate (with --json also the projection: projected_spend, exhausts_at)."""
     rows = anyio.run(_status, config_path)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="swarmgate budgets")
-    for column in ("budget", "limit", "spent", "reserved", "remaining", "used", "resets at", "burn/h", "exhausts at"):
-        table.add_column(column)
+    table = Table(title="swarmgate budgets (periods in UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("budget", no_wrap=True)
+    for column in ("limit", "spent", "held", "left", "used", "resets", "burn/h"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         used = row["used"]
         table.add_row(
@@ -59,9 +63,8 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
             money(row["reserved"]),
             money(row["remaining"]),
             "-" if used is None else f"{used:.0%}",
-            row["resets_at"],
+            datetime.fromtimestamp(row["resets_at_ts"], UTC).strftime("%b %d"),  # always at 00:00 UTC
             money(row["burn_rate_per_hour"]),
-            row["exhausts_at"] or "-",
         )
     Console().print(table)
 

@@ -135,6 +135,9 @@ class Budget:
     subject: str | None
     period: PeriodKind
     limit: float
+    #: The config path of the limit (``routing.budgetLimits.daily``,
+    #: ``providers.a.budget.monthly`` ...); ``None`` when a caller policy set it.
+    source: str | None = None
 
     @property
     def name(self) -> str:
@@ -155,13 +158,14 @@ class Budget:
         return committed, committed + ":spent"
 
 
-def budgets_of(scope: Scope, subject: str | None, limits: Limits) -> tuple[Budget, ...]:
-    """The daily and monthly budgets ``limits`` sets (none for unset periods)."""
+def budgets_of(scope: Scope, subject: str | None, limits: Limits, source: str) -> tuple[Budget, ...]:
+    """The daily and monthly budgets ``limits`` (configured at ``source``)
+    sets (none for unset periods)."""
     out = []
     if limits.daily is not None:
-        out.append(Budget(scope, subject, "daily", limits.daily))
+        out.append(Budget(scope, subject, "daily", limits.daily, f"{source}.daily"))
     if limits.monthly is not None:
-        out.append(Budget(scope, subject, "monthly", limits.monthly))
+        out.append(Budget(scope, subject, "monthly", limits.monthly, f"{source}.monthly"))
     return tuple(out)
 
 
@@ -243,7 +247,9 @@ class BudgetService:
         (``daily``/``monthly``), ``limit``, ``spent``, ``reserved`` (by
         attempts in flight), ``remaining`` (limit - spent - reserved, at
         least 0), ``used`` (spent / limit), ``period_start``, ``resets_at``
-        (ISO 8601 UTC), ``burn_rate_per_hour`` (spent per hour since the
+        (ISO 8601 UTC; as unix seconds in ``period_start_ts`` and
+        ``resets_at_ts``), ``config_path`` (where the limit is configured;
+        ``None`` for a caller policy's), ``burn_rate_per_hour`` (spent per hour since the
         period started), ``projected_spend`` (at that rate, over the whole
         period) and ``exhausts_at`` (when that rate reaches the limit, if
         before the reset; ``None`` otherwise)."""
@@ -302,8 +308,10 @@ class BudgetPlugin:
         self.settings = settings
         self._thresholds = settings.thresholds()
         self._route_around = settings.route_around
-        self._global = budgets_of("global", None, settings.global_limits)
-        self._providers = {name: budgets_of("provider", name, limits) for name, limits in providers.items()}
+        self._global = budgets_of("global", None, settings.global_limits, SECTION)
+        self._providers = {
+            name: budgets_of("provider", name, limits, f"providers.{name}.budget") for name, limits in providers.items()
+        }
         self.active = True
         manager.extensions["budget"] = BudgetService(self)
 
@@ -322,7 +330,7 @@ class BudgetPlugin:
             log.error("budget_config_invalid", provider=name, problems=[f"{p}: {m}" for p, m in exc.problems])
             return
         if limits:
-            self._providers[name] = budgets_of("provider", name, limits)
+            self._providers[name] = budgets_of("provider", name, limits, f"providers.{name}.budget")
 
     @hookimpl
     def register_commands(self, cli: click.Group) -> None:
@@ -367,23 +375,29 @@ class BudgetPlugin:
         else ``perCaller``, period by period."""
         assert self.manager is not None
         policy = self.manager.caller_policy(caller)
-        settings = self.settings
-        named = settings.callers.get(caller)
-        daily = policy.daily_budget
-        monthly = policy.monthly_budget
-        if daily is None:
-            daily = named.daily if named is not None and named.daily is not None else settings.per_caller.daily
-        if monthly is None:
-            monthly = named.monthly if named is not None and named.monthly is not None else settings.per_caller.monthly
-        if daily is None and monthly is None:
-            return ()
-        key = (caller, daily, monthly)
+        key = (caller, policy.daily_budget, policy.monthly_budget)
         budgets = self._caller_cache.get(key)
         if budgets is None:
             if len(self._caller_cache) > 10_000:
                 self._caller_cache.clear()
-            budgets = self._caller_cache[key] = budgets_of("caller", caller, Limits(daily, monthly))
-        self._seen_callers.add(caller)
+            settings = self.settings
+            named = settings.callers.get(caller)
+            found = []
+            periods: tuple[tuple[PeriodKind, float | None], ...] = (
+                ("daily", policy.daily_budget),
+                ("monthly", policy.monthly_budget),
+            )
+            for period, from_policy in periods:
+                limit, source = from_policy, None
+                if limit is None and named is not None:
+                    limit, source = getattr(named, period), f"{SECTION}.callers.{caller}.{period}"
+                if limit is None:
+                    limit, source = getattr(settings.per_caller, period), f"{SECTION}.perCaller.{period}"
+                if limit is not None:
+                    found.append(Budget("caller", caller, period, limit, source))
+            budgets = self._caller_cache[key] = tuple(found)
+        if budgets:
+            self._seen_callers.add(caller)
         return budgets
 
     def budgets_for(self, provider: str, caller: str | None) -> tuple[Budget, ...]:
@@ -754,6 +768,7 @@ class BudgetPlugin:
             rows.append(
                 {
                     "name": budget.name,
+                    "config_path": budget.source,
                     "scope": budget.scope,
                     "subject": budget.subject,
                     "period": budget.period,
@@ -764,6 +779,8 @@ class BudgetPlugin:
                     "used": spent / limit if limit > 0 else None,
                     "period_start": iso(period.start),
                     "resets_at": period.resets_at,
+                    "period_start_ts": period.start,
+                    "resets_at_ts": period.end,
                     "burn_rate_per_hour": burn,
                     "projected_spend": burn * period.hours,
                     "exhausts_at": exhausts_at,

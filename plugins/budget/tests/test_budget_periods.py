@@ -202,6 +202,7 @@ async def test_status_reports_spend_reservations_and_burn_rate() -> None:
     daily = rows[0]
     assert daily == {
         "name": "global:daily",
+        "config_path": "routing.budgetLimits.daily",
         "scope": "global",
         "subject": None,
         "period": "daily",
@@ -212,6 +213,8 @@ async def test_status_reports_spend_reservations_and_burn_rate() -> None:
         "used": 0.25,
         "period_start": "2026-11-25T00:00:00Z",
         "resets_at": "2026-11-26T00:00:00Z",
+        "period_start_ts": NOW - 12 * HOUR,
+        "resets_at_ts": NOW + 12 * HOUR,
         "burn_rate_per_hour": 1.0,
         "projected_spend": 24.0,
         "exhausts_at": None,  # 36 more hours at 1/h: after the reset
@@ -219,6 +222,7 @@ async def test_status_reports_spend_reservations_and_burn_rate() -> None:
     monthly = rows[1]
     assert monthly["burn_rate_per_hour"] == pytest.approx(12.0 / (24 * 24 + 12))
     assert monthly["exhausts_at"] is None
+    assert monthly["config_path"] == "providers.a.budget.monthly"
     assert manager.extensions["budget"].budgets()[0].name == "global:daily"
 
 

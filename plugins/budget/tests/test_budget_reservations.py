@@ -244,6 +244,9 @@ async def test_caller_budgets_per_caller_named_and_policy() -> None:
     assert rows["caller:anon:daily"]["spent"] == 4.0
     assert rows["caller:vip:daily"]["spent"] == 8.0
     assert rows["caller:key-1:daily"]["limit"] == 2.0
+    assert rows["caller:key-1:daily"]["config_path"] is None  # the key's policy
+    assert rows["caller:vip:daily"]["config_path"] == "routing.budgetLimits.callers.vip.daily"
+    assert rows["caller:anon:daily"]["config_path"] == "routing.budgetLimits.perCaller.daily"
 
 
 async def test_settles_streams_with_their_actual_cost() -> None:
