@@ -140,17 +140,31 @@ class DuplicateTotals:
     by_model: dict[str, tuple[int, int, int, float]] = attrs.field(factory=dict)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.executescript(_SCHEMA)
-    connection.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
-    )
-    connection.commit()
-    return connection
+def _connect(path: Path, *, attempts: int = 50) -> sqlite3.Connection:
+    """The write connection (WAL, ``synchronous=NORMAL``: a process crash
+    loses nothing committed), with the schema created. Switching to WAL
+    does not wait for another connection's lock, so a busy database is
+    retried for a few seconds."""
+    tries = 0
+    while True:
+        connection = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            connection.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            connection.commit()
+        except sqlite3.OperationalError as exc:
+            connection.close()
+            tries += 1
+            if "locked" not in str(exc) or tries >= attempts:
+                raise
+            time.sleep(0.05)
+        else:
+            return connection
 
 
 def read_totals(path: Path, since: float, until: float, *, top: int = 5) -> DuplicateTotals:

@@ -107,8 +107,8 @@ def cheaper_targets(figures: Figures, config: SwarmgateConfig, settings: Advisor
     ``latencyTolerance`` (plus :data:`LATENCY_SLACK_MS`) higher, both observed on the group's own traffic
     (at least ``minSamples`` attempts). The action shifts the pair's weights
     so the cheaper one takes ``shiftShare`` of their traffic (same priority
-    tier when ``priority`` separates them); for two models of one provider,
-    the ``auto`` group's ``defaultModel`` or an ordered route's target order.
+    tier when ``priority`` separates them); in an ordered route it puts the
+    cheaper target before the other.
     Impact: cost saved per day at the observed volume."""
     prices = PriceBook(config, figures)
     out: list[dict[str, Any]] = []
@@ -180,11 +180,7 @@ def _cheaper(
         moved = float(n_a)
         how = f"try {cheaper} before {current} in route {key!r}"
     elif current.provider == cheaper.provider:
-        if key != "auto":
-            return None  # two models of one provider under one name: no routing knob separates them
-        action = {"path": f"providers.{cheaper.provider}.defaultModel", "value": cheaper.model}
-        moved = float(n_a)
-        how = f"make {cheaper.model} the default model of {cheaper.provider}"
+        return None  # two models of one provider in an unordered route: no weight separates them
     else:
         moved = n_a - (1.0 - share) * (n_a + n_b)
         if moved < 1.0:
@@ -423,7 +419,8 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 UTC to the second."""
+    return datetime.fromtimestamp(round(ts), UTC).isoformat().replace("+00:00", "Z")
 
 
 def budget_burn(
@@ -491,8 +488,9 @@ def budget_burn(
             f"at {_money(burn * 3600)}/h the {budget.period} budget {budget.name!r} reaches its {_money(budget.limit)} "
             f"limit at {_iso(exhausts)} and would end the period at {_money(projected)} ({_money(overrun)} over)"
         )
+        state = "has run out" if budget.spent >= budget.limit else "will run out before the period ends"
         description = (
-            f"the {budget.period} budget {budget.name!r} will run out before the period ends "
+            f"the {budget.period} budget {budget.name!r} {state} "
             f"({_money(budget.spent)} of {_money(budget.limit)} spent): {how}"
         )
         evidence = {
