@@ -103,8 +103,13 @@ def _run(config_path: Path | None, log_path: Path | None, work: Callable[[Record
         return anyio.run(work, source)
 
 
+def _num(value: float | None) -> str:
+    """Milliseconds without the unit (the column says it)."""
+    return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.2f} ms"
+    return "-" if value is None else f"{_num(value)} ms"
 
 
 def _pct(value: float | None) -> str:
@@ -113,10 +118,6 @@ def _pct(value: float | None) -> str:
 
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:.6f}" if value < 1 else f"${value:,.2f}"
-
-
-def _kinds(counts: dict[str, int]) -> str:
-    return ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "-"
 
 
 def _title(what: str, window: str | None) -> str:
@@ -135,7 +136,8 @@ def _title(what: str, window: str | None) -> str:
 def providers_command(
     detailed: bool, window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None
 ) -> None:
-    """Per-provider success rate, latency and cost from the usage log."""
+    """Per-provider success rate, latency and cost from the usage log;
+    --detailed: every figure, per provider and per model."""
 
     async def work(source: RecordsSource) -> dict[str, Any]:
         return await source.analytics(window)
@@ -145,9 +147,11 @@ def providers_command(
         click.echo(json.dumps(report, indent=2))
         return
     console = Console()
-    console.print(_figures_table(_title("providers", window), report["providers"], "provider", detailed))
     if detailed:
-        console.print(_figures_table(_title("models", window), report["models"], "provider/model", detailed))
+        console.print(_detail_table(_title("providers", window), report["providers"]))
+        console.print(_detail_table(_title("models", window), report["models"]))
+    else:
+        console.print(_figures_table(_title("providers", window), report["providers"], "provider"))
     totals = report["totals"]
     console.print(
         f"{totals['requests']} requests: {totals['successes']} answered ({totals['cacheHits']} from cache), "
@@ -156,34 +160,57 @@ def providers_command(
     )
 
 
-def _figures_table(title: str, rows: list[dict[str, Any]], first: str, detailed: bool) -> Table:
+def _figures_table(title: str, rows: list[dict[str, Any]], first: str) -> Table:
+    """One row per provider (or model): the guide's summary figures."""
     table = Table(title=title)
-    columns = [first, "requests", "success", "avg latency", "p95 latency", "avg cost", "total cost"]
-    if detailed:
-        columns[5:5] = ["p50 latency", "p99 latency", "avg ttft", "p95 ttft"]
-        columns += ["tokens in", "tokens out", "refused", "cancelled", "errors"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in (first, "errors") else "right")
+    table.add_column(first, no_wrap=True)
+    for column in ("requests", "success", "avg ms", "p95 ms", "avg cost", "total cost"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
-        cells = [
+        table.add_row(
             escape(row["name"]),
             str(row["totalRequests"]),
             _pct(row["successRate"]),
-            _ms(row["avgLatency"]),
-            _ms(row["p95Latency"]),
+            _num(row["avgLatency"]),
+            _num(row["p95Latency"]),
             _money(row["avgCost"]),
             _money(row["totalCost"]),
-        ]
-        if detailed:
-            cells[5:5] = [_ms(row["p50Latency"]), _ms(row["p99Latency"]), _ms(row["avgTtft"]), _ms(row["p95Ttft"])]
-            cells += [
-                str(row["inputTokens"]),
-                str(row["outputTokens"]),
-                str(row["refused"]),
-                str(row["cancelled"]),
-                escape(_kinds(row["errorsByKind"])),
-            ]
-        table.add_row(*cells)
+        )
+    return table
+
+
+#: The rows of a ``--detailed`` table: label and how to show the figure.
+_DETAILS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("requests", lambda r: str(r["totalRequests"])),
+    ("successes", lambda r: str(r["successes"])),
+    ("failures", lambda r: str(r["failures"])),
+    ("refused", lambda r: str(r["refused"])),
+    ("cancelled", lambda r: str(r["cancelled"])),
+    ("success rate", lambda r: _pct(r["successRate"])),
+    ("latency avg (ms)", lambda r: _num(r["avgLatency"])),
+    ("latency p50 (ms)", lambda r: _num(r["p50Latency"])),
+    ("latency p95 (ms)", lambda r: _num(r["p95Latency"])),
+    ("latency p99 (ms)", lambda r: _num(r["p99Latency"])),
+    ("first token avg (ms)", lambda r: _num(r["avgTtft"])),
+    ("first token p95 (ms)", lambda r: _num(r["p95Ttft"])),
+    ("cost per request", lambda r: _money(r["avgCost"])),
+    ("total cost", lambda r: _money(r["totalCost"])),
+    ("tokens in", lambda r: str(r["inputTokens"])),
+    ("tokens out", lambda r: str(r["outputTokens"])),
+    ("errors", lambda r: "\n".join(f"{k} {v}" for k, v in r["errorsByKind"].items()) or "-"),
+    ("refusals", lambda r: "\n".join(f"{k} {v}" for k, v in r["refusedByKind"].items()) or "-"),
+)
+
+
+def _detail_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Every figure as a row, one column per provider (or model): readable
+    in a terminal of any width for the handful of providers a gateway has."""
+    table = Table(title=title)
+    table.add_column("", no_wrap=True)
+    for row in rows:
+        table.add_column(escape(row["name"]), justify="right", overflow="fold")
+    for label, show in _DETAILS:
+        table.add_row(label, *(escape(show(row)) for row in rows))
     return table
 
 

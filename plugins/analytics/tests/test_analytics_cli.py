@@ -48,7 +48,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             b.push(Outcome("b", usage=(30, 30)))
             await manager.complete(prompt="x", model="a/m1")
             b.push(Outcome("b", usage=(5, 5)))
-            await manager.complete(prompt="x", model="b/m2", tags=("refuse",))
+            await manager.complete(prompt="x", model="a/m1", tags=("refuse",))
             await manager.complete(prompt="x", model="a/m1", tags=("cached",))
             return dict(await manager.get_analytics())
 
@@ -83,11 +83,19 @@ def test_providers_table_and_detailed(recorded: dict[str, Any]) -> None:
     plain = invoke("analytics", "providers", "--log", recorded["db"], "--window", "1h")
     assert plain.exit_code == 0, plain.output
     assert "providers (last 1h)" in plain.output
-    for text in ("a", "b", "avg latency", "p95 latency", "85.7%", "9 requests"):
+    for text in ("a", "b", "avg ms", "p95 ms", "85.7%", "9 requests"):
         assert text in plain.output, text
     detailed = invoke("analytics", "providers", "--detailed", "--log", recorded["db"], "--config", recorded["config"])
     assert detailed.exit_code == 0, detailed.output
-    for text in ("models (whole log)", "a/m1", "b/m2", "p99 latency", "tokens in", "server_error 1"):
+    for text in (
+        "models (whole log)",
+        "a/m1",
+        "b/m2",
+        "latency p99 (ms)",
+        "tokens in",
+        "server_error 1",
+        "rate_limited 1",
+    ):
         assert text in detailed.output, text
 
 
