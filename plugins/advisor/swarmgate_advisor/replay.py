@@ -62,12 +62,6 @@ log = get_logger("swarmgate.advisor")
 
 ReplayTarget = Literal["cost", "performance", "reliability"]
 TARGETS: Final = ("cost", "performance", "reliability")
-#: The strategy a replay for each target is about (named in the report).
-STRATEGY_FOR: Final = {
-    "cost": "cost-optimized",
-    "performance": "performance-optimized",
-    "reliability": "reliability-optimized",
-}
 #: Score distance within which the scored strategies put candidates in one tier (swarmgate-predict's default).
 DEFAULT_TOLERANCE: Final = 0.05
 
@@ -185,10 +179,6 @@ class ReplayReport:
 # -- policies ------------------------------------------------------------------
 
 
-def _parameters(config: SwarmgateConfig) -> Mapping[str, Any]:
-    return config.routing.parameters
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -198,7 +188,7 @@ def scored_weights(defaults: Any, config: SwarmgateConfig) -> tuple[tuple[float,
     weights and tolerance, ``routing.parameters`` over its ``defaults`` (as
     it would run once ``routing.strategy`` names it); ``None`` if they are
     unusable."""
-    params = _parameters(config)
+    params = config.routing.parameters
     names = (("costWeight", "cost"), ("performanceWeight", "performance"), ("reliabilityWeight", "reliability"))
     values = []
     for key, attribute in names:

@@ -451,7 +451,7 @@ def budget_burn(
             continue
         exhausts = now if budget.spent >= budget.limit else now + (budget.limit - budget.spent) / burn
         overrun = projected - budget.limit
-        raise_to = math.ceil(projected * 100.0) / 100.0
+        raise_to = math.ceil(round(projected * 100.0, 6)) / 100.0  # cents, up (float noise aside)
         raise_change = {"path": budget.path, "value": raise_to} if budget.path is not None else None
         switch: dict[str, Any] | None = None
         switched_projection: float | None = None

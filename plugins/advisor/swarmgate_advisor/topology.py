@@ -9,7 +9,6 @@ candidates the gateway would.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 import attrs
@@ -35,11 +34,6 @@ class Plan:
     @property
     def all(self) -> tuple[Target, ...]:
         return self.primary + self.fallback
-
-
-def enabled(config: SwarmgateConfig) -> dict[str, list[str]]:
-    """Each enabled provider's configured models, in config order."""
-    return {name: list(p.models) for name, p in config.providers.items() if p.enabled}
 
 
 def provider_weight(config: SwarmgateConfig, provider: str) -> float:
@@ -142,7 +136,3 @@ class PriceBook:
             if observed is not None:
                 return observed.observed_price(input_tokens, output_tokens)
         return None
-
-    def prices(self, targets: Mapping[Target, tuple[float, float]]) -> dict[Target, float | None]:
-        """:meth:`price` of several targets, each with its own token counts."""
-        return {t: self.price(t, i, o) for t, (i, o) in targets.items()}

@@ -260,3 +260,30 @@ async def test_two_models_of_one_provider_in_an_unordered_route_get_no_weight_ad
     cfg["routes"] = {"chat": ["one/big", "one/small"]}
     records = pair_records(SIX_AM, "one/big", "one/small", requested="chat", route="chat")
     assert by_type(await recommendations(cfg, db, records, SIX_AM), "cheaper-target") == []
+
+
+async def test_with_the_real_budget_plugin(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """swarmgate-budget settles the spend of real traffic; its ``status()``
+    feeds the rule. Both plugins see 01:00 UTC today: an hour of the day
+    gone, so 0.6 spent projects to 14.4 against a limit of 1."""
+    from advisor_helpers import DRIVERS, answers
+
+    from swarmgate_budget import BudgetPlugin
+
+    monkeypatch.setenv(ALLOW_ENV, ALLOWED.replace(",swarmgate-advisor", ""))
+    day = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0).timestamp()
+    cfg = base(db)
+    cfg["providers"]["cheap"]["enabled"] = False
+    cfg["routing"] = {"budgetLimits": {"daily": 1.0}}
+    plugins = [BudgetPlugin(clock=lambda: day), AdvisorPlugin(clock=lambda: day)]
+    async with ProviderManager(cfg, drivers=DRIVERS, plugins=plugins) as manager:
+        answers(manager, "pricey", 3)
+        for _ in range(3):
+            await manager.complete(prompt="hi", model="m", max_tokens=50)
+        found = by_type(await manager.extensions["advisor"].recommendations(), "budget-burn")
+    assert len(found) == 1
+    rec = found[0]
+    assert rec["evidence"]["budget"] == "global:daily"
+    assert rec["evidence"]["spent"] == pytest.approx(0.6)
+    assert rec["impact"]["projectedSpend"] == pytest.approx(14.4)
+    assert rec["action"] == {"path": "routing.budgetLimits.daily", "value": 14.4}
