@@ -53,7 +53,7 @@ import attrs
 from swarmgate import SwarmgateConfig, Target
 from swarmgate.logs import get_logger
 from swarmgate_advisor.figures import Figures, GroupFigures, TargetFigures, group_key, mean, quantile
-from swarmgate_advisor.topology import WRR, Plan, PriceBook, plan, priority_of, provider_weight
+from swarmgate_advisor.topology import WRR, Plan, PriceBook, config_path, plan, priority_of, provider_weight
 
 if TYPE_CHECKING:
     from swarmgate_usage import UsageRecord
@@ -364,7 +364,7 @@ def candidate_policies(
         if config.routing.load_balancing.algorithm != WRR:
             balancing.append({"path": "routing.loadBalancing.algorithm", "value": WRR})
         balancing += [
-            {"path": f"routing.loadBalancing.weights.{p}", "value": w}
+            {"path": config_path("routing", "loadBalancing", "weights", p), "value": w}
             for p, w in weights.items()
             if provider_weight(config, p) != w
         ]
@@ -388,7 +388,9 @@ def candidate_policies(
         if config.routing.strategy != "priority":
             flat_changes.append({"path": "routing.strategy", "value": "priority"})
         flat_changes += [
-            {"path": f"providers.{p}.priority", "value": top} for p in sorted(weights) if priorities[p] != top
+            {"path": config_path("providers", p, "priority"), "value": top}
+            for p in sorted(weights)
+            if priorities[p] != top
         ]
         flat = dict(priorities) | dict.fromkeys(weights, top)
         policies.append(

@@ -30,7 +30,15 @@ from swarmgate import SwarmgateConfig, Target
 from swarmgate_advisor.duplicates import DuplicateTotals
 from swarmgate_advisor.figures import TRANSIENT_KINDS, Figures, TargetFigures, quantile
 from swarmgate_advisor.settings import AdvisorSettings, CacheModel
-from swarmgate_advisor.topology import WEIGHTED_BALANCERS, WRR, PriceBook, plan, priority_of, provider_weight
+from swarmgate_advisor.topology import (
+    WEIGHTED_BALANCERS,
+    WRR,
+    PriceBook,
+    config_path,
+    plan,
+    priority_of,
+    provider_weight,
+)
 
 CLI: Final = "qwen-swarm-enhanced"
 #: Latency differences below this many milliseconds are noise, not "slower".
@@ -91,7 +99,7 @@ def _weights_action(config: SwarmgateConfig, weights: Mapping[str, float]) -> li
     out: list[dict[str, Any]] = []
     if config.routing.load_balancing.algorithm not in WEIGHTED_BALANCERS:
         out.append({"path": "routing.loadBalancing.algorithm", "value": WRR})
-    out += [{"path": f"routing.loadBalancing.weights.{p}", "value": w} for p, w in weights.items()]
+    out += [{"path": config_path("routing", "loadBalancing", "weights", p), "value": w} for p, w in weights.items()]
     return out
 
 
@@ -176,7 +184,7 @@ def _cheaper(
             return None  # already tried first: the current one answers its failures
         targets = [str(t) for t in order if t != cheaper]
         targets.insert(targets.index(str(current)), str(cheaper))
-        action = {"path": f"routes.{key}.targets", "value": targets}
+        action = {"path": config_path("routes", key, "targets"), "value": targets}
         moved = float(n_a)
         how = f"try {cheaper} before {current} in route {key!r}"
     elif current.provider == cheaper.provider:
@@ -195,7 +203,7 @@ def _cheaper(
         if config.routing.strategy == "priority":
             p_a, p_b = priority_of(config, current.provider), priority_of(config, cheaper.provider)
             if p_b > p_a:
-                changes.append({"path": f"providers.{cheaper.provider}.priority", "value": p_a})
+                changes.append({"path": config_path("providers", cheaper.provider, "priority"), "value": p_a})
         action = changes
         how = (
             f"shift weight to {cheaper.provider} so it takes {share:.0%} of the traffic "
@@ -275,7 +283,7 @@ def latency_sla(figures: Figures, config: SwarmgateConfig, settings: AdvisorSett
         if current_first is None:
             current_first = config.routing.timeouts.first_token
         if streamed and (current_first is None or current_first > sla):
-            changes.append({"path": f"providers.{provider}.timeouts.firstToken", "value": sla})
+            changes.append({"path": config_path("providers", provider, "timeouts", "firstToken"), "value": sla})
         per_day = figures.per_day(affected)
         percent = _share(affected, len(latencies))
         impact = {
@@ -400,11 +408,11 @@ class BudgetStatus:
 def limit_path(scope: str, subject: str | None, period: str) -> str | None:
     """Where the limit of a budget is configured."""
     if scope == "global":
-        return f"routing.budgetLimits.{period}"
+        return config_path("routing", "budgetLimits", period)
     if scope == "provider" and subject:
-        return f"providers.{subject}.budget.{period}"
+        return config_path("providers", subject, "budget", period)
     if scope == "caller" and subject:
-        return f"routing.budgetLimits.callers.{subject}.{period}"
+        return config_path("routing", "budgetLimits", "callers", subject, period)
     return None
 
 

@@ -9,6 +9,7 @@ candidates the gateway would.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import attrs
@@ -19,6 +20,22 @@ from swarmgate_advisor.figures import Figures
 #: Load balancers that honour ``routing.loadBalancing.weights``.
 WEIGHTED_BALANCERS: Final = frozenset({"weighted-round-robin"})
 WRR: Final = "weighted-round-robin"
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def config_path(*segments: str) -> str:
+    """A dotted config path as ``config set`` reads it: a segment that is not
+    a plain name (``gpt-4.1``, a name with spaces) is written ``["..."]``."""
+    out = ""
+    for segment in segments:
+        if _PLAIN.match(segment):
+            out += f".{segment}" if out else segment
+        else:
+            quote = "'" if '"' in segment else '"'
+            out += f"[{quote}{segment}{quote}]"
+    return out
 
 
 @attrs.frozen

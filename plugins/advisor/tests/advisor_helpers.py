@@ -140,7 +140,8 @@ def request(
 
 
 async def write_log(path: Path, records: Sequence[UsageRecord]) -> None:
-    """A usage log at ``path`` holding ``records``, written by the usage plugin's own log."""
+    """Add ``records`` to the usage log at ``path`` (created if missing),
+    written by the usage plugin's own log."""
     usage = UsageLog(path)
     await anyio.to_thread.run_sync(usage.start)
     try:

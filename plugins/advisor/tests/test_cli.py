@@ -145,3 +145,55 @@ def test_user_errors_exit_2_with_one_line(cli: click.Group, tmp_path: Path) -> N
     config_error = invoke(cli, "recommendations", "--config", str(bad))
     assert config_error.exit_code == 2
     assert "monitoring.advisor.minSamples" in config_error.output
+
+
+def test_every_recommended_command_applies_with_config_set(
+    cli: click.Group, tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record traffic that triggers every rule, then run each recommendation's
+    ``commands`` exactly as printed: ``config set`` validates each edit with
+    the kernel's loader and the plugins' own sections (cache, breaker, wrr)."""
+    import shlex
+
+    from advisor_helpers import ALLOWED
+
+    from swarmgate import load_config
+    from swarmgate.plugins import ALLOW_ENV
+
+    monkeypatch.setenv(ALLOW_ENV, ALLOWED + ",swarmgate-sim,swarmgate-cache,swarmgate-breaker,swarmgate-budget")
+    anyio.run(record_traffic, db)
+    now = time.time()
+    flaky = [
+        request(f"f{i}", now - 60 + i, [attempt("flaky", ok=i >= 8, latency=900.0, cost=0.01)], requested="flaky/m")
+        for i in range(30)
+    ]
+    anyio.run(write_log, db, flaky)
+    sim = {"type": "sim", "timeScale": 0}
+    cfg = config(
+        db,
+        advisor={"latencySla": {"flaky": 500}},
+        routing={"budgetLimits": {"daily": 1.0}},
+    )
+    cfg["providers"] = {
+        "pricey": {**sim, "priority": 1, "models": {"m": dict(PRICEY)}},
+        "cheap": {**sim, "priority": 1, "models": {"m": dict(CHEAP)}},
+        "flaky": {**sim, "priority": 5, "models": {"m": dict(CHEAP)}},
+    }
+    cfg_path = write_config(tmp_path, cfg)
+    result = invoke(cli, "recommendations", "--config", str(cfg_path), "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert sorted(r["type"] for r in found) == ["budget-burn", "caching", "cheaper-target", "error-rate", "latency-sla"]
+    for rec in found:
+        for command in rec["commands"]:
+            argv = shlex.split(command)
+            assert argv[:3] == ["qwen-swarm-enhanced", "config", "set"]
+            applied = invoke(cli, *argv[1:], "--config", str(cfg_path))
+            assert applied.exit_code == 0, (command, applied.output)
+    edited = load_config(cfg_path)
+    assert edited.routing.load_balancing.algorithm == "weighted-round-robin"
+    assert edited.routing.load_balancing.weights["cheap"] == 1.6
+    assert edited.section("optimization.caching.enabled") is True
+    assert edited.section("routing.circuitBreaker.failureThreshold") == 5
+    assert edited.providers["flaky"].timeouts.first_token is None  # not streamed
+    assert edited.section("routing.budgetLimits.daily") > 1.0
