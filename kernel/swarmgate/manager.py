@@ -1360,7 +1360,10 @@ class ProviderManager:
                         answered = True
                     yield event
         except BaseException as exc:
-            failure = exc
+            # A consumer that stops after an ErrorEvent (its last event) closes
+            # the stream: the request failed with that error, not by cancellation.
+            if failure is None:
+                failure = exc
             raise
         finally:
             if not answered and self.plugins.has_impls("request_failed"):
