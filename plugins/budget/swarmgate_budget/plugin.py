@@ -68,6 +68,7 @@ from swarmgate import (
     Alert,
     Attempt,
     CompletionRequest,
+    MemoryStateStore,
     ProviderConfig,
     ProviderManager,
     RequestContext,
@@ -179,6 +180,9 @@ class _Counter:
     spent: str
     ready: bool = False
     seeding: anyio.Event | None = None
+    #: The spend at which the next alert threshold is crossed (-inf: to be
+    #: computed), so that settling checks one number, not every threshold.
+    next_mark: float = -math.inf
 
     @classmethod
     def of(cls, budget: Budget, period: Period) -> _Counter:
@@ -273,6 +277,11 @@ class BudgetPlugin:
         self._periods: dict[PeriodKind, Period] = {}
         self._window = (math.inf, -math.inf)  # [start, end) where self._periods hold
         self._counters: dict[tuple[str, str], _Counter] = {}
+        # The counters an attempt at a provider for a caller's budgets reserves on,
+        # by (provider, id(caller budgets)); the caller budgets tuple is kept to check the id.
+        self._plans: dict[tuple[str, int], tuple[tuple[Budget, ...], tuple[_Counter, ...]]] = {}
+        #: Whether reservations and settlements run shielded from cancellation (see plugin_setup).
+        self.shielded = True
         self._fired: set[str] = set()  # alert keys known to be raised this period
         self._seen_callers: set[str] = set()
         self._usage_warned = False
@@ -313,6 +322,12 @@ class BudgetPlugin:
             name: budgets_of("provider", name, limits, f"providers.{name}.budget") for name, limits in providers.items()
         }
         self.active = True
+        # Reservations and settlements run shielded from cancellation (a request
+        # cancelled between two incr calls would leave a reservation nobody
+        # settles), except on the in-memory store: its coroutines finish without
+        # a checkpoint, so no cancellation can land between two calls, and a
+        # shield would only cost every request a cancel scope.
+        self.shielded = not isinstance(manager.state, MemoryStateStore)
         manager.extensions["budget"] = BudgetService(self)
 
     @hookimpl
@@ -322,6 +337,7 @@ class BudgetPlugin:
         if not self.active:
             return
         self._providers.pop(name, None)
+        self._plans.clear()
         if new is None or new.budget is None:
             return
         try:
@@ -357,6 +373,7 @@ class BudgetPlugin:
         self._window = (max(p.start for p in periods.values()), min(p.end for p in periods.values()))
         labels = {p.label for p in periods.values()}
         self._counters = {key: c for key, c in self._counters.items() if c.period.label in labels}
+        self._plans.clear()
         self._fired.clear()
         self._seen_callers.clear()
         return periods
@@ -368,7 +385,28 @@ class BudgetPlugin:
             counter = self._counters[key] = _Counter.of(budget, period)
         elif counter.budget != budget:
             counter.budget = budget  # the caller's limit changed (a policy update)
+            counter.next_mark = -math.inf
         return counter
+
+    def _plan(self, provider: str, caller: str | None, now: float) -> tuple[_Counter, ...]:
+        """The counters an attempt at ``provider`` for ``caller`` reserves on
+        now: global first, then the caller's, then the provider's (the first
+        that cannot take the attempt names the refusal). Cached per period."""
+        start, end = self._window
+        if not start <= now < end:
+            self._current(now)
+        mine = self.caller_budgets(caller) if caller is not None else ()
+        key = (provider, id(mine))
+        plan = self._plans.get(key)
+        if plan is not None and plan[0] is mine:
+            return plan[1]
+        periods = self._periods
+        budgets = self.budgets_for(provider, caller)
+        counters = tuple(self._counter(budget, periods[budget.period]) for budget in budgets)
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[key] = (mine, counters)
+        return counters
 
     def caller_budgets(self, caller: str) -> tuple[Budget, ...]:
         """``caller``'s budgets: its policy's limits, else ``callers.<id>``,
@@ -539,38 +577,42 @@ class BudgetPlugin:
             hold = context.state[STATE_KEY] = _Hold(request.caller)
         elif hold.seen < len(context.attempts):
             await self._settle(hold, context.attempts, final=False)
-        budgets = self.budgets_for(target.provider, request.caller)
-        if not budgets:
+        now = self._clock()
+        counters = self._plan(target.provider, request.caller, now)
+        if not counters:
             return
         amount = context.manager.estimate_cost(target, request)
-        now = self._clock()
-        periods = self._current(now)
-        counters = tuple(self._counter(budget, periods[budget.period]) for budget in budgets)
         for counter in counters:
             if not counter.ready:
                 await self._ensure_seeded(counter)
-        store = self._store
-        over: tuple[_Counter, float] | None = None
-        # Shielded: a cancellation between two incr calls would leave a reservation nobody settles.
-        with anyio.CancelScope(shield=True):
-            taken: list[_Counter] = []
-            try:
-                for counter in counters:
-                    total = await store.incr(counter.committed, amount, counter.ttl(now))
-                    taken.append(counter)
-                    limit = counter.budget.limit
-                    if total > limit + _slack(limit):
-                        over = (counter, total - amount)
-                        break
-            except BaseException:
-                await self._release(taken, amount)
-                raise
-            if over is not None:
-                await self._release(taken, amount)
-            else:
-                hold.open.append(_Reservation(target.provider, target.model, amount, counters))
+        if self.shielded:
+            with anyio.CancelScope(shield=True):
+                over = await self._reserve(hold, target, counters, amount, now)
+        else:
+            over = await self._reserve(hold, target, counters, amount, now)
         if over is not None:
             raise await self._refusal(over[0], over[1], amount, target, now)
+
+    async def _reserve(
+        self, hold: _Hold, target: Target, counters: tuple[_Counter, ...], amount: float, now: float
+    ) -> tuple[_Counter, float] | None:
+        """Reserve ``amount`` on every counter, or on none: the counter that
+        cannot take it, with what was committed on it before, else ``None``."""
+        store = self._store
+        taken: list[_Counter] = []
+        try:
+            for counter in counters:
+                total = await store.incr(counter.committed, amount, counter.ttl(now))
+                taken.append(counter)
+                limit = counter.budget.limit
+                if total > limit + _slack(limit):
+                    await self._release(taken, amount)
+                    return counter, total - amount
+        except BaseException:
+            await self._release(taken, amount)
+            raise
+        hold.open.append(_Reservation(target.provider, target.model, amount, counters))
+        return None
 
     @hookimpl
     async def after_response(self, context: RequestContext) -> None:
@@ -643,27 +685,31 @@ class BudgetPlugin:
         """Replace the reservations of finished attempts with their actual
         cost; with ``final``, release whatever is left (attempts that never
         reached their provider)."""
-        with anyio.CancelScope(shield=True):  # settle fully even if the caller is going away
-            while hold.seen < len(attempts):
-                attempt = attempts[hold.seen]
-                hold.seen += 1
-                reservation = hold.take(attempt.provider, attempt.model)
-                if reservation is not None:
-                    await self._apply(reservation.counters, reservation.amount, attempt.cost)
-                elif attempt.cost:
-                    await self._charge(attempt, hold.caller)
-            if final:
-                while hold.open:
-                    reservation = hold.open.pop(0)
-                    await self._apply(reservation.counters, reservation.amount, 0.0)
+        if self.shielded:
+            with anyio.CancelScope(shield=True):  # settle fully even if the caller is going away
+                await self._settle_now(hold, attempts, final=final)
+        else:
+            await self._settle_now(hold, attempts, final=final)
+
+    async def _settle_now(self, hold: _Hold, attempts: Sequence[Attempt], *, final: bool) -> None:
+        while hold.seen < len(attempts):
+            attempt = attempts[hold.seen]
+            hold.seen += 1
+            reservation = hold.take(attempt.provider, attempt.model)
+            if reservation is not None:
+                await self._apply(reservation.counters, reservation.amount, attempt.cost)
+            elif attempt.cost:
+                await self._charge(attempt, hold.caller)
+        if final:
+            while hold.open:
+                reservation = hold.open.pop(0)
+                await self._apply(reservation.counters, reservation.amount, 0.0)
 
     async def _charge(self, attempt: Attempt, caller: str | None) -> None:
         """Count the cost of an attempt nothing was reserved for."""
-        budgets = self.budgets_for(attempt.provider, caller)
-        if budgets:
-            now = self._clock()
-            periods = self._current(now)
-            await self._apply(tuple(self._counter(b, periods[b.period]) for b in budgets), 0.0, attempt.cost)
+        counters = self._plan(attempt.provider, caller, self._clock())
+        if counters:
+            await self._apply(counters, 0.0, attempt.cost)
 
     async def _apply(self, counters: Sequence[_Counter], reserved: float, cost: float) -> None:
         """Turn ``reserved`` into ``cost`` on each counter; raise the
@@ -677,14 +723,18 @@ class BudgetPlugin:
                 await store.incr(counter.committed, delta, ttl)
             if cost:
                 spent = await store.incr(counter.spent, cost, ttl)
-                if self._thresholds:
+                if spent + _slack(counter.budget.limit) >= counter.next_mark:
                     await self._crossed(counter, spent - cost, spent, now)
 
     async def _crossed(self, counter: _Counter, before: float, after: float, now: float) -> None:
+        """Raise the thresholds the spend crossed from ``before`` to ``after``
+        (each once per period across instances); update ``next_mark``."""
         limit = counter.budget.limit
+        slack = _slack(limit)
+        marks = [t * limit for t in self._thresholds if t * limit > after + slack] if limit > 0 else []
+        counter.next_mark = min(marks, default=math.inf)
         if limit <= 0:
             return
-        slack = _slack(limit)
         for threshold in self._thresholds:
             mark = threshold * limit
             if before + slack < mark <= after + slack and await self._once(counter, f"{threshold:g}", now):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from swarmgate import MemoryStateStore, ProviderManager, TokenUsage, hookimpl
@@ -62,10 +63,29 @@ class Gated(ScriptedProvider):
         return await super().complete(call)
 
 
-def drivers(store: MemoryStateStore | None = None) -> dict[str, Any]:
-    """The scripted provider types and (optionally) one shared memory store."""
+class YieldingStore:
+    """A StateStore that yields to the event loop before every operation, as
+    a networked store (Redis) does: other requests run between two calls of
+    one request, and a cancellation can land there. Not a MemoryStateStore,
+    so the budget plugin shields its reservations."""
 
-    def memory(options: Any) -> MemoryStateStore:
+    def __init__(self) -> None:
+        self.inner = MemoryStateStore()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await anyio.lowlevel.checkpoint()
+            return await method(*args, **kwargs)
+
+        return call
+
+
+def drivers(store: Any = None) -> dict[str, Any]:
+    """The scripted provider types and (optionally) one shared store."""
+
+    def memory(options: Any) -> Any:
         return store if store is not None else MemoryStateStore(options)
 
     return {
@@ -122,7 +142,7 @@ async def open_manager(
     cfg: dict[str, Any],
     clock: Clock | None = None,
     *,
-    store: MemoryStateStore | None = None,
+    store: Any = None,
     extra: tuple[object, ...] = (),
 ) -> tuple[ProviderManager, BudgetPlugin]:
     plugin = BudgetPlugin(clock=clock or Clock())
