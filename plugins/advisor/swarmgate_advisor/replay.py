@@ -288,8 +288,9 @@ def _policy(
     )
 
 
-def tuned_weights(target: str, figures: Figures, prices: PriceBook) -> dict[str, float]:
-    """Per-provider weights favouring ``target``, from the providers' observed
+def tuned_weights(target: str, figures: Figures, prices: PriceBook, config: SwarmgateConfig) -> dict[str, float]:
+    """Per-provider weights favouring ``target`` (for the enabled providers of
+    ``config`` the log has seen), from the providers' observed
     figures over the whole window, normalised to sum to 1 (3 decimals):
     ``cost``: inverse of the mean price of a request at the window's mean
     tokens over the provider's observed models; ``performance``: inverse of
@@ -302,7 +303,7 @@ def tuned_weights(target: str, figures: Figures, prices: PriceBook) -> dict[str,
     raw: dict[str, float] = {}
     for provider, targets in sorted(figures.providers().items()):
         observed = [t for t in targets if t.attempts]
-        if not observed:
+        if not observed or provider not in config.providers or not config.providers[provider].enabled:
             continue
         if target == "cost":
             costs = [c for t in observed if (c := prices.price(t.target, mean_in, mean_out)) is not None]
@@ -354,7 +355,7 @@ def candidate_policies(
                 changes=({"path": "routing.strategy", "value": model.name},),
             )
         )
-    shares = tuned_weights(target, figures, prices)
+    shares = tuned_weights(target, figures, prices, config)
     # Scaled to the providers' current total weight, so that providers the
     # log has not seen keep their share of the wheel.
     scale = sum(provider_weight(config, p) for p in shares) or float(len(shares))
@@ -646,10 +647,12 @@ def replay(
                 unpriced.add(c.target)
             cost_of[c.target] = price or 0.0
         groups[key] = _GroupModel(group_plan, primary, fallback, mean_tokens, cost_of)
-    accumulators = [_Accumulator() for _ in policies]
-    order_cache: dict[tuple[int, str], list[tuple[float, list[_Candidate]]]] = {}
+    # Every request of a group has the same orderings and probabilities, and a
+    # price is linear in the tokens: a group is replayed once, with its request
+    # count and token sums.
+    volume: dict[str, list[float]] = {}  # group -> [requests, input tokens, output tokens]
     actual_latencies: list[float] = []
-    actual = _Accumulator()
+    actual_cost = actual_attempts = 0.0
     actual_ok = 0
     replayed = excluded = 0
     for record in records:
@@ -664,33 +667,37 @@ def replay(
             excluded += 1
             continue
         replayed += 1
-        actual.cost += record.cost
-        actual.attempts += sum(1 for a in record.attempts if not a.refused)
+        actual_cost += record.cost
+        actual_attempts += sum(1 for a in record.attempts if not a.refused)
         if record.ok:
             actual_ok += 1
             actual_latencies.append(record.latency_ms)
-        tokens = _record_tokens(record, gm.mean_tokens)
-        for index, (policy, acc) in enumerate(zip(policies, accumulators, strict=True)):
-            combos = order_cache.get((index, key))
-            if combos is None:
-                combos = order_cache[(index, key)] = orderings(
-                    policy, gm.primary, gm.fallback, gm.plan.ordered, gm.cost_of
-                )
-            acc.requests += 1
-            for probability, sequence in combos:
-                reach = 1.0
+        tokens_in, tokens_out = _record_tokens(record, gm.mean_tokens)
+        slot = volume.get(key)
+        if slot is None:
+            slot = volume[key] = [0.0, 0.0, 0.0]
+        slot[0] += 1
+        slot[1] += tokens_in
+        slot[2] += tokens_out
+    accumulators = [_Accumulator() for _ in policies]
+    for policy, acc in zip(policies, accumulators, strict=True):
+        for key, (count, tokens_in, tokens_out) in volume.items():
+            gm = groups[key]
+            assert gm is not None
+            acc.requests += int(count)
+            for probability, sequence in orderings(policy, gm.primary, gm.fallback, gm.plan.ordered, gm.cost_of):
+                reach = probability  # the share of the group's requests that get this far
                 shift = 0.0
                 for candidate in sequence:
-                    price = prices.price(candidate.target, *tokens) or 0.0
-                    acc.attempts += probability * reach
-                    answered = probability * reach * candidate.success
+                    acc.attempts += count * reach
+                    answered = reach * candidate.success
                     if answered > 0:
-                        acc.success += answered
-                        acc.cost += answered * price
+                        acc.success += count * answered
+                        acc.cost += answered * (prices.price(candidate.target, tokens_in, tokens_out) or 0.0)
                         cid = id(candidate)
                         acc.candidates[cid] = candidate
-                        acc.mixture[(cid, shift)] = acc.mixture.get((cid, shift), 0.0) + answered
-                    acc.cost += probability * reach * (1.0 - candidate.success) * candidate.fail_cost
+                        acc.mixture[(cid, shift)] = acc.mixture.get((cid, shift), 0.0) + count * answered
+                    acc.cost += count * reach * (1.0 - candidate.success) * candidate.fail_cost
                     shift += candidate.fail_latency
                     reach *= 1.0 - candidate.success
                     if reach <= 0:
@@ -698,11 +705,11 @@ def replay(
     actual_latencies.sort()
     actual_outcome = Outcome(
         requests=replayed,
-        cost=actual.cost,
+        cost=actual_cost,
         success_rate=actual_ok / replayed if replayed else 0.0,
         mean_latency_ms=mean(actual_latencies),
         p95_latency_ms=quantile(actual_latencies, 0.95),
-        attempts_per_request=actual.attempts / replayed if replayed else 0.0,
+        attempts_per_request=actual_attempts / replayed if replayed else 0.0,
     )
     outcomes = [acc.outcome() for acc in accumulators]
     best = _best(target, outcomes) if replayed else None

@@ -261,8 +261,8 @@ def latency_sla(figures: Figures, config: SwarmgateConfig, settings: AdvisorSett
     out: list[dict[str, Any]] = []
     for provider, targets in sorted(figures.providers().items()):
         sla = settings.sla_for(provider, config)
-        if sla is None:
-            continue
+        if sla is None or provider not in config.providers:
+            continue  # no SLA, or a provider the config no longer has: nothing to change
         latencies = sorted(x for t in targets for x in t.latencies)
         if len(latencies) < settings.min_samples:
             continue
@@ -629,7 +629,7 @@ def error_rate(figures: Figures, config: SwarmgateConfig, settings: AdvisorSetti
     for provider, targets in sorted(figures.providers().items()):
         attempts = sum(t.attempts for t in targets)
         faults = sum(t.transient_faults for t in targets)
-        if attempts < settings.min_samples or faults == 0:
+        if attempts < settings.min_samples or faults == 0 or provider not in config.providers:
             continue
         rate = faults / attempts
         if rate < settings.error_rate:
