@@ -638,7 +638,9 @@ def _edit(path: Path, key: str, value: Any) -> tuple[Any, str, str]:
 def config_validate(config_path: Path | None, ignore_env: bool, no_plugins: bool, as_json: bool) -> None:
     """Check the config file as the gateway would at start-up: the kernel's
     strict loader (types, unknown keys, references, ${ENV} set), then every
-    installed plugin's own section and every provider type's keys.
+    installed plugin's own section and every provider type's keys (the
+    plugins are started and stopped as at start-up, without serving: they
+    may create their data files; --no-plugins skips this).
 
     Exits 0 when valid, 2 listing every problem otherwise."""
     path = _config_file(config_path)
