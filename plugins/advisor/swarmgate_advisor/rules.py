@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -564,7 +565,8 @@ def simulate_breaker(events: Sequence[tuple[float, bool, str | None]], model: Br
     successes close it, a failure reopens it."""
     opened = avoided = diverted = 0
     streak = 0
-    window: list[tuple[float, bool]] = []
+    window: deque[tuple[float, bool]] = deque()
+    failures = 0  # counted failures in window
     open_until: float | None = None
     half_ok = 0
     for at, ok, kind in events:
@@ -588,15 +590,16 @@ def simulate_breaker(events: Sequence[tuple[float, bool, str | None]], model: Br
                     half_ok = 0
                     streak = 0
                     window.clear()
+                    failures = 0
             continue
         window.append((at, counted_failure))
+        failures += counted_failure
         while window and window[0][0] <= at - model.window_s:
-            window.pop(0)
+            failures -= window.popleft()[1]
         if counted_failure:
             streak += 1
         elif ok:
             streak = 0
-        failures = sum(1 for _, f in window if f)
         if streak >= model.failure_threshold or (
             len(window) >= model.minimum_requests and failures / len(window) >= model.failure_rate
         ):
@@ -604,6 +607,7 @@ def simulate_breaker(events: Sequence[tuple[float, bool, str | None]], model: Br
             opened += 1
             streak = 0
             window.clear()
+            failures = 0
     return BreakerReplay(opened, avoided, diverted)
 
 

@@ -287,3 +287,19 @@ async def test_with_the_real_budget_plugin(db: Path, monkeypatch: pytest.MonkeyP
     assert rec["evidence"]["spent"] == pytest.approx(0.6)
     assert rec["impact"]["projectedSpend"] == pytest.approx(14.4)
     assert rec["action"] == {"path": "routing.budgetLimits.daily", "value": 14.4}
+
+
+def test_the_breaker_replay_opens_on_the_rate_and_probes_when_half_open() -> None:
+    from swarmgate_advisor.rules import BreakerModel, BreakerReplay, simulate_breaker
+
+    model = BreakerModel()  # 5 in a row, or 50% of >= 10 in 60 s; open 60 s; 2 successes close
+    alternating = [(float(t), t % 2 == 1, None if t % 2 else "server_error") for t in range(20)]
+    # Never 5 in a row, but at t=9 half of the last 10 failed: open until 69; t=10..19 never reach it.
+    assert simulate_breaker(alternating, model) == BreakerReplay(opened=1, avoided_failures=5, diverted_successes=5)
+    probes = [(float(t), False, "timeout") for t in range(5)]  # opens at t=4 until 64
+    probes += [(70.0, False, "timeout"), (140.0, True, None), (141.0, True, None), (142.0, False, "timeout")]
+    # The probe at 70 fails: open again until 130; two successes close it; one failure does not reopen it.
+    assert simulate_breaker(probes, model) == BreakerReplay(opened=2, avoided_failures=0, diverted_successes=0)
+    # A request-side error is not counted and neither trips nor resets the streak.
+    mixed = [(float(t), False, "timeout" if t != 2 else "invalid_request") for t in range(6)]
+    assert simulate_breaker(mixed, model).opened == 1
