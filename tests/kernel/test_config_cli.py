@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ruamel.yaml  # noqa: F401 - the comment-keeping YAML path under test (a dev extra; optional for the kernel)
 import yaml
 from click.testing import CliRunner, Result
 
