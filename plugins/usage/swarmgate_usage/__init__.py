@@ -4,7 +4,7 @@
   ``swarmgate`` group), configured by ``monitoring.usageLog``: records every
   request and every attempt in SQLite, off the event loop, group-committed;
 * :class:`UsageLog` -- the log, published as ``manager.extensions["usage"]``:
-  ``records()``, ``spend()``, ``flush()``, ``purge()``, ``stats()``, ``path``;
+  ``records()``, ``spend()``, ``flush()``, ``purge()``, ``forget()``, ``stats()``, ``path``;
 * :class:`UsageRecord`, :class:`AttemptRecord` -- what it holds;
 * :func:`open_log` -- open a recorded log without a manager;
   :func:`default_path` -- where the log of a config lives;

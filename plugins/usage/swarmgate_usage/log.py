@@ -187,6 +187,15 @@ class _Purge(_Control):
         self.deleted = 0
 
 
+class _Forget(_Control):
+    __slots__ = ("caller", "deleted")
+
+    def __init__(self, caller: str) -> None:
+        super().__init__()
+        self.caller = caller
+        self.deleted = 0
+
+
 # ---------------------------------------------------------------------------
 # Building records (in the writer thread)
 
@@ -427,6 +436,19 @@ def _purge_rows(conn: sqlite3.Connection, cutoff: float) -> int:
     try:
         conn.execute("DELETE FROM attempts WHERE ts < ?", (cutoff,))
         deleted = conn.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(deleted)
+
+
+def _forget_rows(conn: sqlite3.Connection, caller: str) -> int:
+    """Delete the requests of ``caller`` (and their attempts); how many requests went."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM attempts WHERE request_id IN (SELECT id FROM requests WHERE caller = ?)", (caller,))
+        deleted = conn.execute("DELETE FROM requests WHERE caller = ?", (caller,)).rowcount
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -730,6 +752,11 @@ class UsageLog:
                     control.deleted = self._purge(conn, control.cutoff)
                 except sqlite3.Error as exc:
                     control.error = f"purge failed: {exc}"
+            elif isinstance(control, _Forget):
+                try:
+                    control.deleted = self._forget(conn, control.caller)
+                except sqlite3.Error as exc:
+                    control.error = f"forget failed: {exc}"
             control.done.set()
             if isinstance(control, _Stop):
                 return
@@ -825,6 +852,30 @@ class UsageLog:
             await self._send(control)
             return control.deleted
         return await anyio.to_thread.run_sync(self._purge_direct, cutoff)
+
+    def _forget(self, conn: sqlite3.Connection, caller: str) -> int:
+        deleted = _forget_rows(conn, caller)
+        self._rows = max(0, self._rows - deleted)
+        return deleted
+
+    async def forget(self, caller: str) -> int:
+        """Delete every request of ``caller`` (and its attempts), committing
+        what is pending first (the GDPR right to erasure); returns how many
+        requests were deleted. Works on a log that is not writing too."""
+        if not isinstance(caller, str) or not caller:
+            raise ValueError(f"caller must be a non-empty string, got {caller!r}")
+        if self._writing:
+            control = _Forget(caller)
+            await self._send(control)
+            return control.deleted
+        return await anyio.to_thread.run_sync(self._forget_direct, caller)
+
+    def _forget_direct(self, caller: str) -> int:
+        conn = _connect(self.path)
+        try:
+            return self._forget(conn, caller)
+        finally:
+            conn.close()
 
     def _purge_direct(self, cutoff: float) -> int:
         conn = _connect(self.path)
