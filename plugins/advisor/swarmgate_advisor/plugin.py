@@ -104,7 +104,7 @@ class AdvisorPlugin:
         tracker, self.tracker = self.tracker, None
         if tracker is not None:
             await tracker.aclose()
-        if manager.extensions.get(EXTENSION) is self.advisor:
+        if self.advisor is not None and manager.extensions.get(EXTENSION) is self.advisor:
             del manager.extensions[EXTENSION]
 
     @hookimpl
