@@ -22,7 +22,11 @@ class CacheCodec(Protocol):
     (logged, counted in ``stats()["tampered"]``, deleted, answered as a
     miss). A codec may also carry a ``hash_key: bytes`` attribute: cache
     keys are then keyed BLAKE2b hashes, so the store's key names reveal
-    nothing about the prompts to someone without the key.
+    nothing about the prompts to someone without the key. A codec with
+    ``binds_key = True`` is called as ``encode(data, aad)`` and
+    ``decode(data, aad)``, ``aad`` being the entry's store key name (bytes):
+    an authenticated cipher binds the value to it, so an entry copied under
+    another key (another request's answer) fails to decode as tampered.
     """
 
     def encode(self, data: bytes) -> bytes:

@@ -215,6 +215,8 @@ class ResponseCache:
         self._per_caller = settings.per_caller
         hash_key = getattr(codec, "hash_key", None)
         self._hash_key: bytes | None = hash_key if isinstance(hash_key, bytes) and hash_key else None
+        #: The codec wants each entry's store key name (associated data); see CacheCodec.
+        self._binds_key = getattr(codec, "binds_key", False) is True
         self._interval = settings.stats_interval / 1000.0
         self._flush_due = 0.0
         self._pending = dict.fromkeys(COUNTERS, 0.0)
@@ -337,11 +339,11 @@ class ResponseCache:
             self._clock(),
             request.tags,
         )
+        keys = self._store_keys(key, entry.provider, entry.model, entry.tags)
         try:
-            value = self.codec.encode(entry.dump())
+            value = self._encode(entry.dump(), keys[0])
         except TypeError:  # a tool call holding something JSON cannot represent
             return False
-        keys = self._store_keys(key, entry.provider, entry.model, entry.tags)
         stamp = repr(entry.stored_at).encode()
         # The index first: a crash in between leaves an index key without an
         # entry (harmless), never an entry that invalidation cannot find.
@@ -361,11 +363,20 @@ class ResponseCache:
     def _skip(self) -> None:
         self._pending["skipped"] += 1
 
+    def _encode(self, data: bytes, store_key: str) -> bytes:
+        if self._binds_key:
+            return self.codec.encode(data, store_key.encode())  # type: ignore[call-arg]
+        return self.codec.encode(data)
+
     async def _decode(self, key: str, raw: bytes) -> Entry | None:
         """The entry stored at ``key``; a value that does not decode (a codec
         refusing it, corrupt JSON) is tampered: logged, counted, deleted."""
         try:
-            return Entry.load(self.codec.decode(raw))
+            if self._binds_key:
+                plain = self.codec.decode(raw, (self._entry_prefix + key).encode())  # type: ignore[call-arg]
+            else:
+                plain = self.codec.decode(raw)
+            return Entry.load(plain)
         except Exception as exc:  # noqa: BLE001 - any codec failure means the entry cannot be trusted
             log.warning("cache_entry_tampered", key=key, error=f"{type(exc).__name__}: {exc}")
             self._pending["tampered"] += 1
