@@ -64,6 +64,8 @@ SECRET_KEY: Final = re.compile(r"(?i)(key|secret|token|password|credential|proxy
 #: Default and largest ``limit`` of ``GET /admin/usage``.
 USAGE_LIMIT: Final = 100
 USAGE_LIMIT_MAX: Final = 10_000
+#: How far back ``GET /admin/usage`` looks for the newest records, widening in turn (seconds; ``None``: all).
+USAGE_LOOKBACK: Final = (3_600.0, 86_400.0, 7 * 86_400.0, 31 * 86_400.0, None)
 
 
 def _default(value: Any) -> Any:
@@ -562,8 +564,12 @@ class AdminAPI:
             )
         since, until = number("since"), number("until")
         if since is None and until is None:
-            # The newest records: look back far enough, then keep the last ``count``.
-            records = await log_.records(since=time.time() - 86_400 * 366)
+            # The newest ``count`` records: widen the look-back until there are enough.
+            now = time.time()
+            for span in USAGE_LOOKBACK:
+                records = await log_.records(since=now - span if span is not None else None)
+                if len(records) >= count:
+                    break
             records = records[-count:]
         else:
             records = await log_.records(since=since, until=until, limit=count)

@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -76,10 +77,29 @@ async def _serve(gateway: Gateway, server: uvicorn.Server, sock: socket.socket, 
     await gateway.startup()
     try:
         announce()
-        await server.serve(sockets=[sock])
+        with _absorb_reraised_signals():
+            await server.serve(sockets=[sock])
     finally:
         with anyio.CancelScope(shield=True):
             await gateway.shutdown()
+
+
+@contextlib.contextmanager
+def _absorb_reraised_signals() -> Iterator[None]:
+    """uvicorn handles SIGINT/SIGTERM (stop accepting, drain) and then
+    raises the signal again for the handler that was installed before it,
+    which by default kills the process before the gateway's own shutdown
+    (closing the manager, flushing the usage log) could run. Install a
+    handler that only notes it, for the duration of ``serve``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(
