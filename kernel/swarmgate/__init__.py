@@ -30,6 +30,7 @@ from swarmgate.errors import (
     UnknownModelError,
 )
 from swarmgate.hookspecs import hookimpl
+from swarmgate.keys import KeySource
 from swarmgate.manager import EnhancedProviderManager, FailureDecision, ProviderManager, RequestContext
 from swarmgate.models import (
     Attempt,
@@ -84,6 +85,7 @@ __all__ = [
     "FinishEvent",
     "HealthStatus",
     "InvalidRequestError",
+    "KeySource",
     "MemoryStateStore",
     "Message",
     "ModelConfig",

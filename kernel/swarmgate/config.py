@@ -16,6 +16,7 @@ path-naming errors.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -112,7 +113,15 @@ class ProviderConfig:
     does not know are kept in ``settings`` for the driver, which validates
     them against its own ``settings_class``. ``proxy`` (``http://``,
     ``https://`` or ``socks5://`` URL, credentials allowed) routes the
-    provider's HTTP traffic through a proxy."""
+    provider's HTTP traffic through a proxy.
+
+    Keys (see :mod:`swarmgate.keys`): ``api_key`` (one), ``api_keys`` (a
+    list), ``api_key_file`` (a file with one key per line) and
+    ``key_source`` (``{"type": ..., ...}``, a key source driver) may be
+    combined; the provider uses every key they give in turn, and sets a
+    rejected one aside for ``set_aside_for`` ms. A driver instance sees
+    exactly one key, as ``api_key``.
+    """
 
     type: str
     endpoint: str | None = None
@@ -132,6 +141,14 @@ class ProviderConfig:
     budget: dict[str, Any] | None = None
     #: Where the provider processes data (``us-east-1``, ``eu``, ...); data-residency rules read it.
     region: str | None = None
+    #: More keys, used in turn with ``api_key`` (each may be a ``${ENV}`` reference).
+    api_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: A file holding one key per line (a mounted secret), re-read at every rotation.
+    api_key_file: str | None = None
+    #: ``{"type": "<key source>", ...options}``: keys from a key source driver.
+    key_source: dict[str, Any] | None = attrs.field(default=None, repr=False)
+    #: How long (ms) a key the upstream rejected is left unused.
+    set_aside_for: float = 600_000.0
     settings: dict[str, Any] = attrs.field(factory=dict)
 
     def resolve_default_model(self) -> str | None:
@@ -455,8 +472,21 @@ def parse_section(cls: type[T], data: Any, path: str, *, source: str | None = No
     try:
         return converter.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every cattrs failure becomes a ConfigError
-        problems = [(_join(path, rel), msg) for rel, msg in _problems(exc, data, [], cls)]
+        problems = [_hide_secret(_join(path, rel), msg) for rel, msg in _problems(exc, data, [], cls)]
         raise ConfigError(problems or [(path, str(exc))], source=source) from None
+
+
+#: Config paths whose values are credentials: a problem there never quotes the value.
+_SECRET_PATH = re.compile(r"(^|\.)(apiKey|apiKeys|keySource|proxy|headers)($|[.\[])")
+_GOT = re.compile(r", got .*$", re.DOTALL)
+
+
+def _hide_secret(path: str, message: str) -> tuple[str, str]:
+    """``(path, message)`` with the offending value cut from the message when
+    ``path`` holds a credential (an API key put where a list belongs, say)."""
+    if _SECRET_PATH.search(path):
+        message = _GOT.sub(" (the value is not shown: it may be a secret)", message)
+    return path, message
 
 
 def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
@@ -470,7 +500,26 @@ def to_dict(config: SwarmgateConfig) -> dict[str, Any]:
         for secret in ("apiKey", "proxy"):
             if provider.get(secret):
                 provider[secret] = "***"
+        if provider.get("apiKeys"):
+            provider["apiKeys"] = ["***" for _ in provider["apiKeys"]]
+        if isinstance(provider.get("keySource"), Mapping):
+            provider["keySource"] = _mask_secret_fields(provider["keySource"])
     return data
+
+
+def _mask_secret_fields(node: Any) -> Any:
+    """``node`` with the values of credential-looking fields (``token``,
+    ``password``, ``secretId``...) replaced by ``"***"``, recursively."""
+    from swarmgate.logs import looks_secret
+
+    if isinstance(node, Mapping):
+        return {
+            k: "***" if isinstance(k, str) and looks_secret(k) and v else _mask_secret_fields(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_mask_secret_fields(v) for v in node]
+    return node
 
 
 # ---------------------------------------------------------------------------
@@ -574,28 +623,24 @@ def load_config(
     return attrs.evolve(parsed, source=source)
 
 
-def key_templates(config: str | os.PathLike[str] | Mapping[str, Any] | SwarmgateConfig) -> dict[str, str]:
-    """Each provider's ``apiKey`` as written, before ``${ENV}`` substitution
-    (the key source to re-read when credentials are refreshed). Empty for
-    an already-built :class:`SwarmgateConfig`."""
-    if isinstance(config, SwarmgateConfig):
-        return {}
-    raw = config if isinstance(config, Mapping) else _read_file(Path(config))
-    providers = raw.get("providers") if isinstance(raw, Mapping) else None
-    if not isinstance(providers, Mapping):
-        return {}
-    return {
-        name: provider["apiKey"]
-        for name, provider in providers.items()
-        if isinstance(provider, Mapping) and isinstance(provider.get("apiKey"), str)
-    }
-
-
-def resolve_key(template: str, env: Mapping[str, str] | None = None) -> str | None:
-    """``template`` with ``${ENV}`` references substituted now; ``None`` if one is unset."""
-    missing: list[tuple[list[str | int], str]] = []
-    value = _substitute(template, [], os.environ if env is None else env, missing)
-    return None if missing else str(value)
+def _key_problems(base: str, provider: ProviderConfig) -> list[tuple[str, str]]:
+    """What is wrong with a provider's key settings (values never quoted)."""
+    problems: list[tuple[str, str]] = []
+    if provider.api_key is not None and not provider.api_key.strip():
+        problems.append((f"{base}.apiKey", "is empty"))
+    for i, key in enumerate(provider.api_keys):
+        if not key.strip():
+            problems.append((f"{base}.apiKeys[{i}]", "is empty"))
+    if provider.api_key_file is not None and not provider.api_key_file.strip():
+        problems.append((f"{base}.apiKeyFile", "must name a file"))
+    source = provider.key_source
+    if source is not None:
+        kind = source.get("type")
+        if not isinstance(kind, str) or not kind:
+            problems.append((f"{base}.keySource.type", "must name a key source (e.g. 'env', 'file')"))
+    if not (provider.set_aside_for > 0 and math.isfinite(provider.set_aside_for)):
+        problems.append((f"{base}.setAsideFor", "must be a positive number of milliseconds"))
+    return problems
 
 
 def _split_target(text: str) -> tuple[str, str] | None:
@@ -630,6 +675,7 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
             problems.append((f"{base}.timeout", "must be a positive number of milliseconds"))
         if provider.weight < 0:
             problems.append((f"{base}.weight", "must not be negative"))
+        problems.extend(_key_problems(base, provider))
         for model_name, model in provider.models.items():
             for field in ("cost_per_token", "input_cost_per_token", "output_cost_per_token"):
                 value = getattr(model, field)

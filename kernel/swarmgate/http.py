@@ -28,6 +28,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
+from swarmgate.logs import scrub_secrets
 from swarmgate.provider import Provider, ProviderCall
 
 
@@ -290,9 +291,14 @@ class HTTPProvider(Provider):
     # -- errors ----------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
+        """``text`` without API keys (upstreams echo bad keys back): this
+        instance's key becomes ``***``, and every other registered secret
+        (the provider's other keys, rotated-out keys, proxy passwords)
+        its fingerprint."""
         key = self.config.api_key
-        return text.replace(key, "***") if key and key in text else text
+        if key and key in text:
+            text = text.replace(key, "***")
+        return scrub_secrets(text)
 
     def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> SwarmgateError:
         """:func:`transport_error` for this provider, without the API key."""

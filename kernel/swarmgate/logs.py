@@ -29,31 +29,56 @@ import structlog
 _SECRET_KEY = re.compile(r"(api[_-]?key|authorization|password|secret|token(?!s)|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"(Bearer\s+[A-Za-z0-9._~+/=-]{4,}|sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,})")
 _secrets: set[str] = set()
+#: ``_secrets`` longest first (a secret containing another is masked whole), with fingerprints.
+_ordered: tuple[tuple[str, str], ...] = ()
 
 
 def fingerprint(secret: str) -> str:
-    """A short, stable, non-reversible label for a secret (``key#1a2b3c4d``)."""
-    return "key#" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+    """A short, stable, non-reversible label for a secret: ``key:`` and the
+    first 8 hex digits of its SHA-256 (``key:1a2b3c4d``). The only form in
+    which a key may be shown anywhere (logs, errors, admin answers)."""
+    return "key:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def register_secret(secret: str | None) -> None:
-    """Make :func:`redact_secrets` mask this exact value wherever it appears.
-    For a URL with credentials (a proxy), the password is registered too."""
+    """Make :func:`redact_secrets` (and :func:`scrub_secrets`) mask this exact
+    value wherever it appears. For a URL with credentials (a proxy), the
+    password is registered too. Values shorter than 4 characters are ignored
+    (masking them would mangle ordinary text). Secrets stay registered for
+    the life of the process, so a rotated-out key is still masked."""
+    global _ordered
     if not secret or len(secret) < 4:
         return
-    _secrets.add(secret)
+    added = {secret}
     if "://" in secret and "@" in secret:
         password = urlsplit(secret).password
         if password and len(password) >= 4:
-            _secrets.add(password)
+            added.add(password)
+    if added <= _secrets:
+        return
+    _secrets.update(added)
+    _ordered = tuple((s, fingerprint(s)) for s in sorted(_secrets, key=len, reverse=True))
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with every registered secret replaced by its fingerprint
+    (exact values only: no heuristics, so ordinary text is never altered).
+    Error messages pass through this before anyone sees them."""
+    for secret, label in _ordered:
+        if secret in text:
+            text = text.replace(secret, label)
+    return text
 
 
 def redact_text(text: str) -> str:
     """``text`` with registered secrets and key-looking strings masked."""
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, fingerprint(secret))
-    return _SECRET_VALUE.sub(lambda m: "[REDACTED]", text)
+    return _SECRET_VALUE.sub(lambda m: "[REDACTED]", scrub_secrets(text))
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a field called ``name`` holds a credential (``apiKey``,
+    ``authorization``, ``password``, ``token``, ...): its value is masked."""
+    return _SECRET_KEY.search(name) is not None
 
 
 def _redact(value: Any) -> Any:

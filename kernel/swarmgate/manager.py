@@ -19,6 +19,12 @@ over invisibly, a failure after it ends the stream with the error.
 Providers can be added, replaced and removed while requests are in flight:
 each request holds the provider instance it started with; a replaced or
 removed instance is closed when its last in-flight call ends.
+
+A provider with several API keys has one driver instance per key (see
+:mod:`swarmgate.keys`); each attempt takes the next key in turn, a key the
+upstream rejects is set aside and the same target is tried again at once
+with the next one. Keys are rotated at run time the same way providers are
+replaced: new instances are swapped in, old ones close after their last call.
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ import itertools
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import anyio
 import attrs
 
+from swarmgate import keys as keyring
 from swarmgate import registry
 from swarmgate.alerts import PROVIDER_DOWN, PROVIDER_RECOVERED, Alert, AlertCallback, AlertHub, subscribe
 from swarmgate.callers import NO_POLICY, CallerDirectory, CallerPolicy
@@ -41,10 +49,9 @@ from swarmgate.config import (
     ModelConfig,
     ProviderConfig,
     SwarmgateConfig,
-    key_templates,
+    _read_file,
     load_config,
     parse_section,
-    resolve_key,
     validate,
 )
 from swarmgate.errors import (
@@ -58,7 +65,8 @@ from swarmgate.errors import (
     SwarmgateError,
     UnknownModelError,
 )
-from swarmgate.logs import ensure_redaction, get_logger, register_secret
+from swarmgate.keys import KeyRing, KeySlot, KeyTemplates, is_key_error
+from swarmgate.logs import ensure_redaction, fingerprint, get_logger, register_secret, scrub_secrets
 from swarmgate.models import (
     ZERO_USAGE,
     Attempt,
@@ -68,6 +76,7 @@ from swarmgate.models import (
     FinishEvent,
     HealthStatus,
     Message,
+    ProviderEvent,
     ProviderReply,
     StreamEvent,
     StreamFailover,
@@ -171,13 +180,26 @@ class RequestContext:
         return (time.perf_counter() - self.started) * 1000.0
 
 
+def _keyless_ring(handle: ProviderHandle) -> KeyRing:
+    return KeyRing((KeySlot(handle.provider),))
+
+
 @attrs.define(eq=False)
 class ProviderHandle:
-    """A live provider instance and its bookkeeping."""
+    """A live provider and its bookkeeping.
+
+    ``provider`` is the driver instance of the first key (the one to inspect
+    or script in tests); ``keys`` holds every key's instance
+    (:class:`~swarmgate.keys.KeyRing`), and an attempt uses the one the
+    ring picks. ``inflight`` counts calls on any of them.
+    """
 
     name: str
     config: ProviderConfig
     provider: Provider
+    keys: KeyRing = attrs.field(default=attrs.Factory(_keyless_ring, takes_self=True))
+    #: Builds and starts one more driver instance using a key (for rotation).
+    factory: Callable[[str | None], Awaitable[Provider]] | None = attrs.field(default=None, repr=False)
     inflight: int = 0
     retired: bool = False
     closed: bool = False
@@ -230,7 +252,10 @@ class ProviderManager:
         #: Services plugins publish for each other, by name (e.g. a shared
         #: predictor that several strategies read). Set in ``plugin_setup``.
         self.extensions: dict[str, Any] = {}
-        self._key_templates: dict[str, str] = {}
+        #: Each provider's apiKey/apiKeys as written (re-resolved by rotation).
+        self._key_templates: dict[str, KeyTemplates] = {}
+        #: Keys given to rotate_provider_keys, in force until the next re-read.
+        self._key_overrides: dict[str, tuple[str, ...]] = {}
         self._hedge_tokens: float | None = None  # the hedge budget; None while hedging is off
         self._alerts: AlertHub | None = None
         self._alert_callbacks: list[AlertCallback] = []  # shared with the hub
@@ -264,7 +289,16 @@ class ProviderManager:
         config = load_config(source, env=self._env)
         self._config = config
         self._hedge_tokens = HEDGE_BURST if config.routing.hedging.enabled else None
-        self._key_templates = key_templates(source)
+        self._key_templates = self._read_templates(source)
+        if isinstance(source, str | os.PathLike):
+            for provider_name, path in keyring.literal_key_paths(self._key_templates):
+                if provider_name in config.providers:
+                    log.warning(
+                        "literal_api_key_in_config",
+                        provider=provider_name,
+                        path=path,
+                        hint="use a ${ENV} reference, apiKeyFile or keySource instead",
+                    )
         self._state = self._make_state(config)
         self._strategies[config.routing.strategy] = self._load_strategy(config.routing.strategy, "routing.strategy")
         self._balancer = self._load_routing_driver(
@@ -285,7 +319,7 @@ class ProviderManager:
                     handles[name] = await self._build(name, provider_config)
         except BaseException:
             for handle in handles.values():
-                await handle.provider.aclose()
+                await self._close_handle(handle)
             raise
         self._handles = handles
         self._alerts = AlertHub(self, self._alert_callbacks)
@@ -509,7 +543,11 @@ class ProviderManager:
             started = time.perf_counter()
             status = HealthStatus(False, detail=f"no answer to the health probe within {handle.config.timeout:g} ms")
             with anyio.move_on_after(handle.config.timeout / 1000.0):
-                status = await self.plugins.health_probe(self, n, handle.provider)
+                status = await self.plugins.health_probe(self, n, handle.keys.active().provider)
+            if status.detail:
+                detail = scrub_secrets(status.detail)
+                if detail != status.detail:
+                    status = attrs.evolve(status, detail=detail)
             if status.latency is None:
                 status = attrs.evolve(status, latency=(time.perf_counter() - started) * 1000.0)
             results[n] = status
@@ -532,6 +570,7 @@ class ProviderManager:
                     [(f"providers.{name}", "a provider with this name already exists; use update_provider")]
                 )
             provider_config = self._parse_provider(name, config)
+            self._follow_key_templates(name, None, provider_config)
             await self._install(name, None, provider_config)
 
     async def update_provider(self, name: str, changes: Mapping[str, Any] | ProviderConfig) -> None:
@@ -540,36 +579,260 @@ class ProviderManager:
         replaces it (a config file reloaded).
 
         Requests in flight finish on the old instance; new ones use the new one.
+        Keys given to :meth:`rotate_provider_keys` stay in force unless the
+        change touches the key settings (``apiKey``, ``apiKeys``,
+        ``apiKeyFile``, ``keySource``).
         """
         async with self._lock:
             old = self.config.providers.get(name)
             if old is None:
                 raise UnknownModelError(f"unknown provider {name!r} (configured: {sorted(self.config.providers)})")
             if isinstance(changes, ProviderConfig):
-                await self._install(name, old, self._parse_provider(name, changes))
-                return
-            from swarmgate.config import to_dict
+                new = self._parse_provider(name, changes)
+            else:
+                from swarmgate.config import to_dict
 
-            raw = to_dict(attrs.evolve(self.config, providers={name: old}))["providers"][name]
-            raw = {k: v for k, v in raw.items() if v is not None}
-            if old.api_key is not None:
-                raw["apiKey"] = old.api_key
-            raw.update(changes)
-            await self._install(name, old, self._parse_provider(name, raw))
+                raw = to_dict(attrs.evolve(self.config, providers={name: old}))["providers"][name]
+                raw = {k: v for k, v in raw.items() if v is not None}
+                # to_dict masks the secrets: put the real values back before laying the changes over.
+                for key, value in (
+                    ("apiKey", old.api_key),
+                    ("apiKeys", list(old.api_keys)),
+                    ("keySource", old.key_source),
+                    ("proxy", old.proxy),
+                ):
+                    if value:
+                        raw[key] = value
+                raw.update(changes)
+                new = self._parse_provider(name, raw)
+            self._follow_key_templates(name, old, new)
+            await self._install(name, old, new)
+
+    # -- provider keys -----------------------------------------------------------
+
+    async def rotate_provider_keys(self, name: str, keys: Sequence[str] | None = None) -> list[str]:
+        """Replace provider ``name``'s API keys at run time, without a restart
+        and without dropping a request; returns the new keys' fingerprints
+        (``key:1a2b3c4d``), in the order they are used.
+
+        ``keys=None`` re-reads the provider's key sources: ``${ENV}``
+        references in ``apiKey``/``apiKeys`` (substituted again), ``apiKeyFile``
+        and ``keySource``; this also ends keys given here before. Explicit
+        ``keys`` replace all of them until the next re-read or a config change
+        of the key settings.
+
+        New driver instances are built and started for new keys, then swapped
+        in at once: requests in flight finish on the instances they started
+        with, which close after their last call. A key kept from before keeps
+        its instance and its set-aside state. When the re-read changes
+        ``apiKey``/``apiKeys``, the live config follows and ``provider_changed``
+        runs. Raises :class:`UnknownModelError` for a provider that is not
+        live, :class:`InvalidRequestError` for unusable ``keys``, and
+        :class:`ConfigError` (naming the path, never a key) when a source
+        cannot be read; the old keys then stay in use.
+        """
+        fingerprints, _ = await self._rotate(name, keys)
+        return fingerprints
+
+    def provider_key_status(self, name: str) -> list[dict[str, Any]]:
+        """Each key of live provider ``name``, in the order they are used:
+        ``fingerprint`` (``key:1a2b3c4d``), ``active`` (not set aside),
+        ``set_aside_until`` (unix time, or ``None``), ``failures`` (times set
+        aside) and ``last_used`` (unix time of its last pick, or ``None``).
+        Empty for a provider without keys. Never shows a key."""
+        handle = self._handles.get(name)
+        if handle is None:
+            raise UnknownModelError(f"unknown or disabled provider {name!r} (live: {sorted(self._handles)})")
+        return handle.keys.status()
 
     async def refresh_credentials(self, name: str) -> bool:
-        """Re-read provider ``name``'s key source (its ``${ENV}`` reference)
-        and, when the key changed, swap in a provider using the new key
-        (in-flight requests finish on the old one). Returns whether it changed."""
-        template = self._key_templates.get(name)
-        current = self.config.providers.get(name)
-        if template is None or current is None:
+        """Re-read provider ``name``'s key sources (:meth:`rotate_provider_keys`
+        with no keys) and report whether its keys changed. A source that
+        cannot be read (an unset variable, a missing file) is logged, not
+        raised: the keys in use stay. ``False`` for a provider that is not live."""
+        if name not in self._handles:
             return False
-        key = resolve_key(template, self._env)
-        if key is None or key == current.api_key:
+        try:
+            _, changed = await self._rotate(name, None)
+        except ConfigError as exc:
+            log.warning("credential_refresh_failed", provider=name, problems=[f"{p}: {m}" for p, m in exc.problems])
             return False
-        await self.update_provider(name, {"apiKey": key})
+        return changed
+
+    async def _rotate(self, name: str, keys: Sequence[str] | None) -> tuple[list[str], bool]:
+        """:meth:`rotate_provider_keys`; also says whether anything changed."""
+        given: tuple[str, ...] | None = None
+        if keys is not None:
+            if isinstance(keys, str) or not isinstance(keys, Sequence):
+                raise InvalidRequestError("keys must be a list of API keys")
+            try:
+                given = tuple(keyring.unique(keyring.check_key(k, f"keys[{i}]") for i, k in enumerate(keys)))
+            except ConfigError as exc:
+                raise InvalidRequestError("; ".join(f"{p}: {m}" for p, m in exc.problems)) from None
+            if not given:
+                raise InvalidRequestError("keys must hold at least one API key")
+        async with self._lock:
+            handle = self._handles.get(name)
+            old = self.config.providers.get(name)
+            if handle is None or old is None:
+                raise UnknownModelError(f"unknown or disabled provider {name!r} (live: {sorted(self._handles)})")
+            new = old
+            if given is None:
+                templates = self._key_templates.get(name)
+                if templates is not None:
+                    single, several = keyring.resolve_templates(name, templates, self._env)
+                    new = attrs.evolve(
+                        old,
+                        api_key=old.api_key if single is None else single,
+                        api_keys=old.api_keys if several is None else several,
+                    )
+                resolved = await self._resolve_keys(name, new)
+                for key in resolved:
+                    register_secret(key)
+                if handle.factory is not None:
+                    self._check_keys_needed(name, new, resolved, handle)
+            else:
+                resolved = list(given)
+                for key in resolved:
+                    register_secret(key)
+            changed = await self._swap_keys(handle, resolved)
+            if given is None:
+                self._key_overrides.pop(name, None)
+            else:
+                self._key_overrides[name] = given
+            if new != old:
+                handle.config = new
+                self._config = self.config.with_provider(name, new)
+                changed = True
+            fingerprints = [fingerprint(k) for k in resolved]
+            if changed:
+                log.info("provider_keys_rotated", provider=name, keys=fingerprints)
+        if new != old:
+            await self.plugins.provider_changed(self, name, old, new)
+        return fingerprints, changed
+
+    async def _swap_keys(self, handle: ProviderHandle, keys: Sequence[str]) -> bool:
+        """Give ``handle`` one instance per key in ``keys`` (kept ones keep
+        theirs), copy-on-write; retire the instances no longer used. Returns
+        whether the keys changed."""
+        ring = handle.keys
+        wanted: list[str | None] = list(keys) or [None]
+        if ring.keys() == wanted:
+            return False
+        assert handle.factory is not None
+        kept = {slot.key: slot for slot in ring.slots if not slot.retired}
+        slots: list[KeySlot] = []
+        started: list[KeySlot] = []
+        try:
+            for key in wanted:
+                slot = kept.pop(key, None)
+                if slot is None:
+                    slot = keyring.slot_for(await handle.factory(key), key)
+                    started.append(slot)
+                slots.append(slot)
+        except BaseException:
+            for slot in started:
+                await self._close_slot(handle.name, slot)
+            raise
+        ring.slots = tuple(slots)
+        handle.provider = slots[0].provider
+        for slot in kept.values():
+            slot.retired = True
+            if slot.inflight == 0:
+                await self._close_slot(handle.name, slot)
         return True
+
+    @staticmethod
+    def _check_keys_needed(name: str, config: ProviderConfig, keys: Sequence[str], handle: ProviderHandle) -> None:
+        if not keys and getattr(type(handle.provider), "requires_api_key", False):
+            raise ConfigError(
+                [(f"providers.{name}.apiKey", f"provider type {config.type!r} needs an API key and none was found")]
+            )
+
+    def _read_templates(self, source: Any) -> dict[str, KeyTemplates]:
+        """The providers' keys as written in ``source`` (a path or a mapping)."""
+        if isinstance(source, SwarmgateConfig):
+            return {}
+        raw = source if isinstance(source, Mapping) else _read_file(Path(source))
+        return keyring.key_templates(raw)
+
+    def _follow_key_templates(self, name: str, old: ProviderConfig | None, new: ProviderConfig) -> None:
+        """Keep provider ``name``'s key templates and explicit keys in step with
+        a config change: re-read the templates from the config file when the
+        manager was started from one (a reload), else drop templates that no
+        longer match; explicit keys end when the key settings change."""
+        keys_changed = old is None or (old.api_key, old.api_keys, old.api_key_file, old.key_source) != (
+            new.api_key,
+            new.api_keys,
+            new.api_key_file,
+            new.key_source,
+        )
+        if keys_changed:
+            self._key_overrides.pop(name, None)
+        source = self._config_source
+        if isinstance(source, str | os.PathLike):
+            try:
+                templates = self._read_templates(source).get(name)
+            except ConfigError:
+                templates = None
+            if templates is not None:
+                try:
+                    single, several = keyring.resolve_templates(name, templates, self._env)
+                except ConfigError:
+                    single, several = None, None
+                if (single is None or single == new.api_key) and (several is None or several == new.api_keys):
+                    self._key_templates[name] = templates
+                    return
+            self._key_templates.pop(name, None)
+        elif keys_changed:
+            self._key_templates.pop(name, None)
+
+    def _base_dir(self) -> Path | None:
+        """The config file's directory (relative key file paths start there)."""
+        source = self._config_source
+        return Path(source).resolve().parent if isinstance(source, str | os.PathLike) else None
+
+    async def _resolve_keys(self, name: str, config: ProviderConfig) -> list[str]:
+        """Every key ``config`` gives, in order, without duplicates: ``apiKey``,
+        ``apiKeys``, the lines of ``apiKeyFile``, then the key source's keys.
+        Raises :class:`ConfigError` naming the path of what cannot be read."""
+        base = f"providers.{name}"
+        # Keys written in the config go to the driver as they are (it judges
+        # what its upstream accepts); keys read from files and sources are stripped and checked.
+        found: list[str] = [config.api_key] if config.api_key else []
+        found.extend(config.api_keys)
+        if config.api_key_file:
+            found.extend(
+                await keyring.read_key_file(config.api_key_file, f"{base}.apiKeyFile", base_dir=self._base_dir())
+            )
+        if config.key_source is not None:
+            found.extend(await self._read_key_source(name, config.key_source))
+        return keyring.unique(found)
+
+    async def _read_key_source(self, name: str, spec: Mapping[str, Any]) -> list[str]:
+        path = f"providers.{name}.keySource"
+        kind = spec.get("type")
+        cls = self._driver_class(registry.KEY_SOURCES, str(kind), f"{path}.type")
+        if not (isinstance(cls, type) and issubclass(cls, keyring.KeySource)):
+            raise PluginError(
+                f"{path}.type: key source {kind!r} is not a swarmgate KeySource subclass ({cls!r})",
+                namespace=registry.KEY_SOURCES,
+                name=str(kind),
+            )
+        options = {k: v for k, v in spec.items() if k != "type"}
+        settings: Any = options if cls.settings_class is None else parse_section(cls.settings_class, options, path)
+        env = os.environ if self._env is None else self._env
+        source = cls(settings, provider=name, path=path, env=env, base_dir=self._base_dir())
+        try:
+            keys = await source.keys()
+        finally:
+            await source.aclose()
+        if isinstance(keys, str) or not isinstance(keys, Sequence):
+            raise ConfigError([(path, f"key source {kind!r} did not return a list of keys")])
+        checked = [keyring.check_key(k, f"{path} (key {i + 1})") for i, k in enumerate(keys)]
+        if not checked:
+            raise ConfigError([(path, f"key source {kind!r} returned no key")])
+        return checked
 
     async def remove_provider(self, name: str) -> None:
         """Remove provider ``name``; in-flight requests on it finish first."""
@@ -665,8 +928,6 @@ class ProviderManager:
                 namespace=registry.PROVIDERS,
                 name=config.type,
             )
-        if cls.requires_api_key and not config.api_key:
-            raise ConfigError([(f"{path}.apiKey", f"provider type {config.type!r} needs an API key")])
         settings_class = cls.settings_class
         settings: Any
         if settings_class is None:
@@ -680,23 +941,63 @@ class ProviderManager:
             settings = None
         else:
             settings = parse_section(settings_class, config.settings, path)
-        register_secret(config.api_key)
-        register_secret(config.proxy)
+        for secret in (config.api_key, *config.api_keys, config.proxy):
+            register_secret(secret)
+        override = self._key_overrides.get(name)
+        keys = list(override) if override is not None else await self._resolve_keys(name, config)
+        for secret in keys:
+            register_secret(secret)
+        if cls.requires_api_key and not keys:
+            raise ConfigError(
+                [
+                    (
+                        f"{path}.apiKey",
+                        f"provider type {config.type!r} needs an API key (apiKey, apiKeys, apiKeyFile or keySource)",
+                    )
+                ]
+            )
         effective = attrs.evolve(config, timeouts=config.timeouts.over(self.config.routing.timeouts))
-        provider = cls(name, effective, settings)
-        provider.manager = self
-        await provider.start()
-        return ProviderHandle(name, config, provider)
+
+        async def factory(key: str | None) -> Provider:
+            # Each instance sees exactly one key, as api_key: no driver needs to know about several.
+            instance_config = attrs.evolve(effective, api_key=key, api_keys=(), api_key_file=None, key_source=None)
+            provider = cls(name, instance_config, settings)
+            provider.manager = self
+            await provider.start()
+            return provider
+
+        slots: list[KeySlot] = []
+        try:
+            wanted: list[str | None] = [*keys] if keys else [None]  # None: one instance without a key
+            for wanted_key in wanted:
+                slots.append(keyring.slot_for(await factory(wanted_key), wanted_key))
+        except BaseException:
+            for slot in slots:
+                await self._close_slot(name, slot)
+            raise
+        ring = KeyRing(slots, config.set_aside_for / 1000.0)
+        return ProviderHandle(name, config, slots[0].provider, ring, factory)
 
     async def _close_handle(self, handle: ProviderHandle) -> None:
+        """Close every instance of a handle (retired, or the manager closing)."""
         if handle.closed:
             return
         handle.closed = True
+        for slot in handle.keys.slots:
+            await self._close_slot(handle.name, slot)
+
+    async def _close_slot(self, name: str, slot: KeySlot) -> None:
+        """Close one driver instance (once), shielded; a failure is logged."""
+        if slot.closed:
+            return
+        slot.closed = True
         with anyio.CancelScope(shield=True):
             try:
-                await handle.provider.aclose()
+                await slot.provider.aclose()
             except Exception as exc:  # noqa: BLE001 - a failing close must not stop the others
-                log.warning("provider_close_failed", provider=handle.name, error=f"{type(exc).__name__}: {exc}")
+                log.warning(
+                    "provider_close_failed", provider=name, key=slot.fingerprint, error=f"{type(exc).__name__}: {exc}"
+                )
 
     # -- planning ------------------------------------------------------------
 
@@ -1122,7 +1423,7 @@ class ProviderManager:
                 # A bare CancelScope costs less than fail_after()'s context manager.
                 scope = anyio.CancelScope(deadline=min(anyio.current_time() + call.timeout, context.deadline))
                 with scope:
-                    reply = await handle.provider.complete(call)
+                    reply = await self._complete_keyed(handle, call)
                 if scope.cancelled_caught:
                     raise TimeoutError
             except SwarmgateError as exc:
@@ -1160,6 +1461,56 @@ class ProviderManager:
             if handle.retired and handle.inflight == 0:
                 await self._close_handle(handle)
 
+    async def _complete_keyed(self, handle: ProviderHandle, call: ProviderCall) -> ProviderReply:
+        """``complete`` on the instance of the key the ring picks; a key the
+        upstream rejects is set aside and the call made again at once with
+        the next key, until none is left (then the rejection is raised)."""
+        ring = handle.keys
+        slot = ring.pick()
+        tried: list[KeySlot] = []
+        while True:
+            slot.inflight += 1
+            rejected: SwarmgateError | None = None
+            try:
+                reply = await slot.provider.complete(call)
+            except SwarmgateError as error:
+                if slot.key is None or not is_key_error(error):
+                    raise
+                rejected = error
+            finally:
+                slot.inflight -= 1
+                if slot.retired and slot.inflight == 0:
+                    await self._close_slot(handle.name, slot)
+            if rejected is None:
+                if slot.set_aside_until is not None:
+                    slot.set_aside_until = None  # a key set aside that works again is back at once
+                return reply
+            following = self._set_aside(handle, slot, rejected, tried)
+            if following is None:
+                raise rejected
+            slot = following
+
+    def _set_aside(
+        self, handle: ProviderHandle, slot: KeySlot, error: SwarmgateError, tried: list[KeySlot]
+    ) -> KeySlot | None:
+        """Set ``slot``'s key aside after ``error``; the next key to try for
+        this attempt, or ``None`` when none is left. Not a provider failure:
+        no failed attempt, no ``on_failure``, no change to the target's stats."""
+        ring = handle.keys
+        ring.set_aside(slot)
+        tried.append(slot)
+        following = ring.next_usable(tried)
+        log.warning(
+            "provider_key_set_aside",
+            provider=handle.name,
+            key=slot.fingerprint,
+            kind=error.kind.value,
+            status=error.upstream_status,
+            seconds=ring.set_aside_for,
+            next_key=following.fingerprint if following is not None else None,
+        )
+        return following
+
     @staticmethod
     def _timeout_error(target: Target, context: RequestContext, what: str) -> ProviderTimeoutError:
         if anyio.current_time() >= context.deadline:
@@ -1185,6 +1536,7 @@ class ProviderManager:
     ) -> None:
         if error.provider is None:
             error.provider, error.model = target.provider, target.model
+        _scrub_error(error)
         if not cost and error.cost:
             cost = error.cost
         latency = (time.perf_counter() - started) * 1000.0
@@ -1569,7 +1921,39 @@ class ProviderManager:
         handle.inflight += 1
         stats.inflight += 1
         started = time.perf_counter()
-        upstream = handle.provider.stream(call)
+        slot = handle.keys.pick()
+        slot.inflight += 1
+        upstream = slot.provider.stream(call)
+        tried: list[KeySlot] = []
+        next_event: Callable[[], Awaitable[ProviderEvent]]
+
+        async def first_event() -> ProviderEvent:
+            # The first event, made again on the next key whenever the upstream
+            # rejects one; later events come straight from the upstream.
+            nonlocal upstream, slot, next_event
+            while True:
+                try:
+                    event = await upstream.__anext__()
+                except SwarmgateError as error:
+                    if slot.key is None or not is_key_error(error):
+                        raise
+                    following = self._set_aside(handle, slot, error, tried)
+                    if following is None:
+                        raise
+                    rejected, closing = slot, upstream
+                    slot = following
+                    slot.inflight += 1
+                    upstream = slot.provider.stream(call)
+                    with anyio.CancelScope(shield=True):
+                        await closing.aclose()  # type: ignore[attr-defined]
+                        await self._release_slot(handle.name, rejected)
+                    continue
+                next_event = upstream.__anext__
+                if slot.set_aside_until is not None:
+                    slot.set_aside_until = None  # a key set aside that works again is back at once
+                return event
+
+        next_event = first_event
         text: list[str] = []
         usage: TokenUsage | None = None
         finish = "stop"
@@ -1579,7 +1963,6 @@ class ProviderManager:
         finish_metadata: Mapping[str, Any] = {}
         try:
             try:
-                next_event = upstream.__anext__
                 first_deadline = min(anyio.current_time() + call.first_token_timeout, context.deadline)
                 while True:
                     if outcome.started:
@@ -1673,10 +2056,17 @@ class ProviderManager:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()  # type: ignore[attr-defined]
+                await self._release_slot(handle.name, slot)
             handle.inflight -= 1
             stats.inflight -= 1
             if handle.retired and handle.inflight == 0:
                 await self._close_handle(handle)
+
+    async def _release_slot(self, name: str, slot: KeySlot) -> None:
+        """One call on ``slot`` ended: close it if it was rotated out and idle."""
+        slot.inflight -= 1
+        if slot.retired and slot.inflight == 0:
+            await self._close_slot(name, slot)
 
     # -- chains --------------------------------------------------------------
 
@@ -1741,6 +2131,17 @@ class ProviderManager:
 
 
 _NO_MODEL = ModelConfig()
+
+
+def _scrub_error(error: SwarmgateError) -> None:
+    """Mask every registered secret (API keys, proxy passwords) in ``error``'s
+    message, in place, whatever the driver did: an upstream that echoes a
+    key back must not put it in an attempt, a log line or a usage record."""
+    message = error.message
+    clean = scrub_secrets(message)
+    if clean != message:
+        error.message = clean
+        error.args = (clean, *error.args[1:])
 
 
 class _BothFailed(Exception):

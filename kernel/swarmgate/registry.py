@@ -2,7 +2,8 @@
 
 ``"type": "openai"`` is the entry point ``openai`` in ``swarmgate.providers``;
 ``"strategy": "cost-optimized"`` one in ``swarmgate.strategies``; likewise
-``swarmgate.balancers``, ``swarmgate.state`` and ``swarmgate.exporters``.
+``swarmgate.balancers``, ``swarmgate.state``, ``swarmgate.exporters`` and
+``swarmgate.key_sources``.
 A name nobody provides, a blocked one, or one whose import fails is a
 :class:`~swarmgate.errors.PluginError` that names the distribution to install.
 """
@@ -23,6 +24,7 @@ STRATEGIES = "swarmgate.strategies"
 BALANCERS = "swarmgate.balancers"
 STATE = "swarmgate.state"
 EXPORTERS = "swarmgate.exporters"
+KEY_SOURCES = "swarmgate.key_sources"
 
 _WHAT = {
     PROVIDERS: "provider type",
@@ -30,6 +32,7 @@ _WHAT = {
     BALANCERS: "load balancer",
     STATE: "state backend",
     EXPORTERS: "metrics exporter",
+    KEY_SOURCES: "key source",
 }
 
 #: First-party names whose distribution is not simply ``swarmgate-<name>``.

@@ -14,6 +14,8 @@
 * :class:`FakeWebSocketUpstream` with :class:`WebSocketWire` and
   :class:`RealtimeWire`: the same scripting over WebSockets (needs the
   ``websockets`` package; imported on first use).
+* :func:`assert_no_secrets` (module :mod:`swarmgate.testing.leaks`): fail
+  when any slice of a secret shows up in what a run wrote.
 * :class:`ProviderConformance`: the pytest base class every provider
   plugin's tests subclass. It needs pytest, so it is imported on first use:
   importing this package does not import pytest.
@@ -29,6 +31,7 @@ from swarmgate.testing.anthropic_wire import AnthropicWire
 from swarmgate.testing.dashscope_wire import DashScopeWire
 from swarmgate.testing.failures import attempt_error, expect_failure
 from swarmgate.testing.generic_wire import GenericWire
+from swarmgate.testing.leaks import assert_no_secrets
 from swarmgate.testing.ollama_wire import OllamaWire
 from swarmgate.testing.openai_wire import OpenAIWire
 from swarmgate.testing.proxy_servers import HTTPProxy, ProxyRecord, SOCKS5Proxy
@@ -81,6 +84,7 @@ __all__ = [
     "WebSocketWire",
     "Wire",
     "WireRequest",
+    "assert_no_secrets",
     "attempt_error",
     "count_words",
     "expect_failure",

@@ -36,6 +36,7 @@ from swarmgate.errors import (
     error_for_status,
 )
 from swarmgate.http import parse_retry_after
+from swarmgate.logs import scrub_secrets
 from swarmgate.models import (
     ZERO_USAGE,
     FinishEvent,
@@ -361,13 +362,14 @@ class WebSocketProvider(Provider):
     # -- connections -----------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the API key (upstreams echo bad keys back)."""
+        """``text`` without API keys (upstreams echo bad keys back): this
+        instance's key (also URL-encoded) becomes ``***``, every other
+        registered secret (the provider's other keys) its fingerprint."""
         key = self.config.api_key
-        if not key:
-            return text
-        for form in {key, urllib.parse.quote(key, safe="")}:
-            text = text.replace(form, "***")
-        return text
+        if key:
+            for form in {key, urllib.parse.quote(key, safe="")}:
+                text = text.replace(form, "***")
+        return scrub_secrets(text)
 
     async def _connect(self, url: str, model: str, limit: float, label: str | None) -> WebSocketConnection:
         """Open a new connection within ``limit`` seconds; every failure
