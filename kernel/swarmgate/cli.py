@@ -201,7 +201,7 @@ async def _one_request(manager: ProviderManager, request: dict[str, Any], stream
 CONFIG_ALIASES: dict[str, str] = {"budget": "routing.budgetLimits"}
 
 #: Keys whose values ``config get`` masks unless they are ``${ENV}`` references.
-SECRET_KEYS = frozenset({"apiKey", "adminKey", "key", "password", "secret", "token", "proxy"})
+SECRET_KEYS = frozenset({"apiKey", "apiKeys", "adminKey", "key", "password", "secret", "token", "proxy"})
 
 _Segment = tuple[str | int, bool]  # (key or list index, written quoted/bracketed: exact)
 _ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$")
@@ -528,7 +528,7 @@ def _mask(value: Any, key: str | int | None = None) -> Any:
     if isinstance(value, Mapping):
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_mask(v) for v in value]
+        return [_mask(v, key) for v in value]  # apiKeys: every item is a secret
     if key in SECRET_KEYS and isinstance(value, str) and value and not _ENV_REF.match(value):
         return "***"
     return value
@@ -560,7 +560,7 @@ def config_get(key: str | None, config_path: Path | None, as_json: bool) -> None
             value, where = _get_value(doc, parse_config_key(key))
         except ConfigError as exc:
             raise ConfigError(exc.problems, source=str(path)) from None
-    value = _mask(_plain(value), where.rsplit(".", 1)[-1] if where else None)
+    value = _mask(_plain(value), re.sub(r"(\[\d+\])+$", "", where.rsplit(".", 1)[-1]) if where else None)
     if as_json:
         click.echo(json.dumps(value, indent=2, ensure_ascii=False))
     elif isinstance(value, dict | list):
