@@ -216,6 +216,52 @@ class _Plan:
     ordered: bool
 
 
+#: Config sections that switch on a capability, and the plugin (entry-point name in the
+#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it.
+CAPABILITIES: tuple[tuple[str, str], ...] = (
+    ("optimization.caching", "cache"),
+    ("optimization.rateLimiting", "ratelimit"),
+    ("optimization.retry", "retry"),
+    ("routing.budgetLimits", "budget"),
+    ("routing.circuitBreaker", "breaker"),
+    ("routing.healthCheck", "health"),
+    ("monitoring.usageLog", "usage"),
+    ("monitoring.analytics", "analytics"),
+    ("monitoring.advisor", "advisor"),
+    ("monitoring.alerts", "alerts"),
+    ("monitoring.alerts.webhook", "webhook"),
+    ("monitoring.alerts.email", "email"),
+    ("security.audit", "audit"),
+    ("security.encryption", "encryption"),
+    ("security.compliance", "compliance"),
+)
+
+
+def _switched_on(value: Any) -> bool:
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, Mapping) and value.get("enabled") is False)
+
+
+def missing_capabilities(config: SwarmgateConfig, plugins: PluginHost) -> None:
+    """Raise ConfigError when the config switches on a capability whose
+    plugin is not installed or is disabled (``SWARMGATE_DISABLE_PLUGINS``),
+    naming the distribution to install: a cache the config asks to encrypt
+    must never silently store plaintext because the encryption plugin is
+    missing."""
+    packages = {type(p).__module__.split(".")[0] for p in plugins.pm.get_plugins()}
+    problems = [
+        (
+            path,
+            f"needs the plugin {name!r}: install 'swarmgate-{name}' (or 'qwen-swarm-enhanced'), or remove the section",
+        )
+        for path, name in CAPABILITIES
+        if _switched_on(config.section(path)) and plugins.get(name) is None and f"swarmgate_{name}" not in packages
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
 class ProviderManager:
     """The gateway's core object. See the module docstring for the pipeline.
 
@@ -299,6 +345,7 @@ class ProviderManager:
                         path=path,
                         hint="use a ${ENV} reference, apiKeyFile or keySource instead",
                     )
+        missing_capabilities(config, self.plugins)
         self._state = self._make_state(config)
         self._strategies[config.routing.strategy] = self._load_strategy(config.routing.strategy, "routing.strategy")
         self._balancer = self._load_routing_driver(

@@ -266,3 +266,13 @@ def test_caller_and_cache_control_parse_from_mappings() -> None:
         build_request({"prompt": "hi", "cache": {"ttl": -1}}, {})
     with pytest.raises(InvalidRequestError, match="caller"):
         build_request({"prompt": "hi", "caller": ""}, {})
+
+
+async def test_a_capability_switched_on_without_its_plugin_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarmgate import ConfigError
+
+    monkeypatch.setenv("SWARMGATE_DISABLE_PLUGINS", "encryption,cache")
+    cfg = config(security={"encryption": {"enabled": True}}, optimization={"caching": {"enabled": False}})
+    with pytest.raises(ConfigError, match="swarmgate-encryption") as info:
+        await make(cfg)
+    assert [path for path, _ in info.value.problems] == ["security.encryption"]  # caching is switched off
