@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any, Final, Protocol
 
 import anyio
+import anyio.abc
 import attrs
 import orjson
 from starlette.applications import Starlette
@@ -187,13 +188,20 @@ async def send_error(send: Send, error: GatewayError, body: bytes, *, close: boo
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Cancel ``scope`` when the client disconnects."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, finished: list[bool]) -> None:
+    """Cancel ``scope`` (a stream being sent) when the client disconnects.
+    Once the response is complete, ``receive`` answers ``http.disconnect``
+    too (the ASGI spec says so): ``finished[0]`` is then true and this just
+    ends. Never raises: it runs in the gateway's shared task group."""
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not finished[0]:
+                    scope.cancel()
+                return
+    except Exception as exc:  # noqa: BLE001 - must not take the shared task group down
+        log.warning("disconnect_watch_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class Gateway:
@@ -231,6 +239,9 @@ class Gateway:
         self._closing = False
         self._ready = False
         self._drained: anyio.Event | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        #: Body reads in progress: their deadline (``time.monotonic()``) and cancel scope.
+        self._reads: dict[int, tuple[float, anyio.CancelScope]] = {}
         #: Why the lifespan start-up failed, if it did.
         self.startup_error: Exception | None = None
         self.admin = AdminAPI(self)
@@ -259,8 +270,38 @@ class Gateway:
         """Whether the gateway is serving (started, not shutting down)."""
         return self._ready and not self._closing
 
-    async def startup(self) -> None:
-        """Initialize the manager and everything read from the config."""
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """Serve for the duration of the block: start (build and initialize
+        the manager, read the ``server`` section, register the caller
+        directory, mount the plugins' routes), then on leaving refuse new
+        requests, drain the in-flight ones (at most ``server.shutdownTimeout``)
+        and close the manager it owns. Start and stop run in the calling task
+        (plugins with task groups of their own need that)."""
+        try:
+            await self._startup()
+        except Exception as exc:
+            self.startup_error = exc
+            log.error("gateway_start_failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        try:
+            async with anyio.create_task_group() as tasks:
+                # Long-lived tasks: each stream's disconnect watcher, the slow-body reaper.
+                self._tasks = tasks
+                tasks.start_soon(self._reap_slow_bodies)
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._drain()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._tasks = None
+            if self._manager is not None and self._owns_manager:
+                with anyio.CancelScope(shield=True):
+                    await self._manager.aclose()
+
+    async def _startup(self) -> None:
         if self._manager is None:
             self._manager = ProviderManager(self._config_source, plugins=self._plugins)
         manager = self._manager
@@ -274,6 +315,7 @@ class Gateway:
                 await manager.aclose()
             raise
         self.started_at = time.time()
+        self._closing = False
         self._ready = True
         log.info("gateway_started", providers=manager.providers(), keys=self.keys.has_keys)
 
@@ -303,8 +345,8 @@ class Gateway:
                 )
             self.starlette.router.routes.append(route)
 
-    async def shutdown(self) -> None:
-        """Refuse new requests, drain in-flight ones (bounded), close the manager we own."""
+    async def _drain(self) -> None:
+        """Refuse new requests; wait (bounded) for the in-flight ones."""
         self._drained = anyio.Event()
         self._closing = True
         if self.inflight:
@@ -312,21 +354,23 @@ class Gateway:
                 await self._drained.wait()
         if self.inflight:
             log.warning("gateway_shutdown_timeout", inflight=self.inflight)
-        if self._manager is not None and self._owns_manager:
-            await self._manager.aclose()
+
+    async def _reap_slow_bodies(self) -> None:
+        """Cancel body reads past ``server.bodyTimeout`` (they answer 408).
+        One task for all requests: a read costs a plain cancel scope and a
+        dict entry instead of a timer of its own."""
+        while True:
+            await anyio.sleep(min(1.0, self._body_timeout / 4))
+            if self._reads:
+                now = time.monotonic()
+                for deadline, scope in list(self._reads.values()):
+                    if now >= deadline:
+                        scope.cancel()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        try:
-            await self.startup()
-        except Exception as exc:
-            self.startup_error = exc
-            log.error("gateway_start_failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        try:
+        async with self.running():
             yield
-        finally:
-            await self.shutdown()
 
     # -- ASGI ----------------------------------------------------------------------
 
@@ -383,22 +427,27 @@ class Gateway:
                 )
         chunks: list[bytes] = []
         size = 0
-        scope = anyio.CancelScope(deadline=anyio.current_time() + self._body_timeout)
-        with scope:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _ClientGone
-                chunk = message.get("body", b"")
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise GatewayError(
-                            413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
-                        )
-                    chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
+        scope = anyio.CancelScope()
+        token = id(scope)
+        self._reads[token] = (time.monotonic() + self._body_timeout, scope)
+        try:
+            with scope:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise GatewayError(
+                                413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
+                            )
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        finally:
+            del self._reads[token]
         if scope.cancelled_caught:
             raise GatewayError(
                 408, f"the request body was not received within {self._body_timeout:g} s", code="request_timeout"
@@ -504,16 +553,21 @@ class Gateway:
         started: float,
     ) -> None:
         events = self.manager.stream(request, errors="event")
-        async with anyio.create_task_group() as group:
-            group.start_soon(_watch_disconnect, receive, group.cancel_scope)
-            try:
-                await self._pump(events, request, send, dialect, include_usage, started)
-            except Exception as exc:
-                log.exception("stream_crashed", error=f"{type(exc).__name__}: {exc}")
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await events.aclose()
-                group.cancel_scope.cancel()
+        tasks = self._tasks
+        if tasks is None:  # pragma: no cover - _ready is false outside running()
+            raise RuntimeError("the gateway is not running")
+        finished = [False]
+        scope = anyio.CancelScope()
+        tasks.start_soon(_watch_disconnect, receive, scope, finished)
+        try:
+            with scope:
+                await self._pump(events, request, send, dialect, include_usage, started, finished)
+        except Exception as exc:
+            log.exception("stream_crashed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            finished[0] = True
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
 
     async def _pump(
         self,
@@ -523,8 +577,10 @@ class Gateway:
         dialect: Dialect,
         include_usage: bool,
         started: float,
+        finished: list[bool],
     ) -> None:
-        """Send the stream: headers at its first event, then one chunk per event."""
+        """Send the stream: headers at its first event, then one chunk per
+        event; ``finished[0]`` turns true just before the last send."""
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
@@ -534,6 +590,7 @@ class Gateway:
                 error = self._error_for(first.error, request, started)
             else:
                 error = GatewayError(502, "the stream ended before it started", code="upstream_error")
+            finished[0] = True
             await send_error(send, error, dialect.error_body(error))
             return
         encoder = dialect.encoder(first, int(time.time()), include_usage)
@@ -572,10 +629,13 @@ class Gateway:
             if pending:
                 data = pending + data
                 pending = b""
-            await send({"type": "http.response.body", "body": data, "more_body": not final})
             if final:
+                finished[0] = True
+                await send({"type": "http.response.body", "body": data, "more_body": False})
                 return
+            await send({"type": "http.response.body", "body": data, "more_body": True})
         error = GatewayError(502, "the stream ended without finishing", code="upstream_error")
+        finished[0] = True
         await send({"type": "http.response.body", "body": pending + encoder.error(error), "more_body": False})
 
 

@@ -74,14 +74,10 @@ def uvicorn_config(
 
 
 async def _serve(gateway: Gateway, server: uvicorn.Server, sock: socket.socket, announce: Any) -> None:
-    await gateway.startup()
-    try:
+    async with gateway.running():
         announce()
         with _absorb_reraised_signals():
             await server.serve(sockets=[sock])
-    finally:
-        with anyio.CancelScope(shield=True):
-            await gateway.shutdown()
 
 
 @contextlib.contextmanager
