@@ -8,7 +8,7 @@ milliseconds, as everywhere in the config.
 from __future__ import annotations
 
 import math
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import attrs
 
@@ -19,6 +19,20 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: The namespace of every key the backend writes when ``prefix`` is not given.
 DEFAULT_PREFIX = "swarmgate:"
 SCHEMES = ("redis", "rediss", "unix")
+#: URL query parameters passed on to redis-py (the TLS ones with ``rediss://`` only).
+#: Others (timeouts, pool size, retries, protocol) are the backend's to set.
+QUERY_PARAMETERS = frozenset({"db", "client_name"})
+TLS_PARAMETERS = frozenset(
+    {
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "ssl_min_version",
+    }
+)
 
 
 def mask_url(url: str) -> str:
@@ -41,7 +55,8 @@ class RedisOptions:
     """``state.options`` for the ``redis`` backend.
 
     ``url``: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
-    (TLS) or ``unix:///path/to/socket?db=0``. ``prefix``: the namespace of
+    (TLS; ``?ssl_ca_certs=/path/ca.pem`` and the other ``ssl_*`` parameters
+    of redis-py) or ``unix:///path/to/socket?db=0``. ``prefix``: the namespace of
     every key (several deployments may share one Redis with different
     prefixes). ``socketTimeout``: ms to connect and to wait for any reply;
     an operation that takes longer fails. ``maxConnections``: connections
@@ -73,6 +88,16 @@ class RedisOptions:
             raise InvalidValue("url", f"the URL names no host: {mask_url(self.url)!r}")
         elif parts.path not in ("", "/") and not parts.path.lstrip("/").isdigit():
             raise InvalidValue("url", f"the database must be a number (redis://host:6379/0), got {parts.path!r}")
+        for name in parse_qs(parts.query, keep_blank_values=True):
+            if name in TLS_PARAMETERS and parts.scheme != "rediss":
+                raise InvalidValue("url", f"{name} needs a rediss:// (TLS) URL")
+            if name not in QUERY_PARAMETERS | TLS_PARAMETERS:
+                allowed = ", ".join(sorted(QUERY_PARAMETERS | TLS_PARAMETERS))
+                raise InvalidValue(
+                    "url",
+                    f"unsupported URL parameter {name!r} (allowed: {allowed}; "
+                    "timeouts and the pool size are socketTimeout and maxConnections)",
+                )
         if not self.prefix:
             raise InvalidValue("prefix", "must not be empty (it keeps the gateway's keys apart from others)")
         if not (self.socket_timeout > 0 and math.isfinite(self.socket_timeout)):

@@ -100,7 +100,11 @@ def _pool_kwargs(options: RedisOptions) -> dict[str, Any]:
     # No client-side retries: a script whose reply timed out may have run,
     # and running it again would apply it twice. A pooled connection that
     # went stale (Redis restarted) is replaced when it is checked out.
+    # RESP2, whatever redis-py's default (3 from redis-py 8): every Redis
+    # version and proxy speaks it, and the replies the store parses keep
+    # one shape.
     return {
+        "protocol": 2,
         "max_connections": options.max_connections,
         "timeout": options.timeout_seconds,
         "socket_timeout": options.timeout_seconds,
@@ -337,6 +341,12 @@ class RedisStateStore:
             if cursor == 0:
                 return sorted(found)
 
+    def _refused(self, exc: Exception) -> str:
+        return (
+            f"Redis at {self.display_url} refused the credentials (a wrong or missing user or password "
+            f"in the URL): {type(exc).__name__}: {exc}"
+        )
+
     def check(self) -> None:
         """Connect once (synchronously), check the server and load the
         scripts; raises :class:`StateUnavailableError` if Redis does not
@@ -365,14 +375,10 @@ class RedisStateStore:
             for script in SCRIPTS.values():
                 load(script.source)
         except redis.exceptions.AuthenticationError as exc:
-            raise ConfigError(
-                [("state.options.url", f"Redis at {self.display_url} refused the credentials: {exc}")]
-            ) from None
+            raise ConfigError([("state.options.url", self._refused(exc))]) from None
         except redis.exceptions.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                raise ConfigError(
-                    [("state.options.url", f"Redis at {self.display_url} needs a password: {exc}")]
-                ) from None
+                raise ConfigError([("state.options.url", self._refused(exc))]) from None
             raise self._failure(exc) from None
         except redis.exceptions.RedisError as exc:
             raise StateUnavailableError(

@@ -12,7 +12,7 @@ from swarmgate.plugins import ALLOW_ENV, BLOCK_ENV
 
 sys.path.insert(0, str(Path(__file__).parent))  # redis_helpers (tests run with --import-mode=importlib)
 
-from redis_helpers import remove_prefix, require_redis, unique_prefix
+from redis_helpers import PrivateRedis, remove_prefix, require_redis, unique_prefix
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +35,12 @@ def prefix(redis_url: str) -> Iterator[str]:
     name = unique_prefix()
     yield name
     remove_prefix(redis_url, name)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A private ``redis-server`` on a free loopback port, stopped afterwards."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

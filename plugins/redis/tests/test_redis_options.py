@@ -48,6 +48,8 @@ def test_defaults() -> None:
         ({"url": "redis://localhost:99999/0"}, "state.options.url", "not a valid URL"),
         ({"url": "unix://"}, "state.options.url", "needs a socket path"),
         ({"url": 6379}, "state.options.url", "expected a string"),
+        ({"url": "redis://h/0?socket_timeout=9"}, "state.options.url", "unsupported URL parameter 'socket_timeout'"),
+        ({"url": "redis://h/0?ssl_ca_certs=/ca.pem"}, "state.options.url", "ssl_ca_certs needs a rediss://"),
         ({"prefix": ""}, "state.options.prefix", "must not be empty"),
         ({"socketTimeout": 0}, "state.options.socketTimeout", "positive number of milliseconds"),
         ({"socketTimeout": "fast"}, "state.options.socketTimeout", "expected a number"),
