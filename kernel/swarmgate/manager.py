@@ -1312,6 +1312,7 @@ class ProviderManager:
             error: SwarmgateError = exc
         elif isinstance(exc, Exception) and not isinstance(exc, anyio.get_cancelled_exc_class()):
             error = ServerError(f"internal error: {type(exc).__name__}: {exc}")
+            _scrub_error(error)
         else:
             error = RequestCancelledError(CANCELLED_BY_CALLER)
         if not error.attempts:
