@@ -1,0 +1,101 @@
+"""What other plugins bring to the gateway: routes mounted through the
+``gateway_routes`` hook (the dashboard's way in), and answers produced by a
+``before_request`` hook (a cache hit) reported as such in the headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from swarmgate import (
+    CompletionRequest,
+    CompletionResponse,
+    PluginError,
+    ProviderManager,
+    RequestContext,
+    TokenUsage,
+    hookimpl,
+)
+from swarmgate_server import run_gateway
+
+from .conftest import Upstreams, gateway_config
+
+MESSAGES: Any = [{"role": "user", "content": "cached please"}]
+
+
+class Dashboard:
+    """A plugin adding a page, as the dashboard does."""
+
+    def __init__(self, path: str = "/dashboard") -> None:
+        self.path = path
+
+    @hookimpl
+    def gateway_routes(self, manager: ProviderManager) -> list[Any]:
+        async def page(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(f"{len(manager.providers())} providers")
+
+        return [Route(self.path, page)]
+
+
+class AnswerFromCache:
+    """Answers "cached please" itself, as a cache plugin's hit does."""
+
+    @hookimpl
+    def before_request(self, request: CompletionRequest, context: RequestContext) -> CompletionResponse | None:
+        if request.messages[-1].content != "cached please":
+            return None
+        return CompletionResponse(
+            content="from the cache",
+            provider="primary",
+            model="gpt-4o-mini",
+            cost=0.0,
+            latency=0.1,
+            tokens=TokenUsage.of(2, 3),
+            finish_reason="stop",
+            id=context.id,
+            cached=True,
+        )
+
+
+def test_plugin_routes_are_mounted(upstreams: Upstreams) -> None:
+    with run_gateway(gateway_config(upstreams), plugins=[Dashboard()]) as gateway:
+        response = httpx.get(gateway.url + "/dashboard")
+        assert response.status_code == 200
+        assert response.text == "4 providers"
+
+
+def test_a_plugin_route_may_not_take_the_gateways_paths(upstreams: Upstreams) -> None:
+    with (
+        pytest.raises(PluginError, match="collides"),
+        run_gateway(gateway_config(upstreams), plugins=[Dashboard("/admin/x")]),
+    ):
+        pass
+
+
+def test_cache_hits_are_reported(upstreams: Upstreams) -> None:
+    with run_gateway(gateway_config(upstreams), plugins=[AnswerFromCache()]) as gateway:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert raw.parse().choices[0].message.content == "from the cache"
+        assert raw.headers["x-swarmgate-cache"] == "hit"
+        assert raw.headers["x-swarmgate-attempts"] == "0"
+        assert raw.headers["x-swarmgate-cost"] == "0.0000000000"
+        raw_stream = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        assert raw_stream.headers["x-swarmgate-cache"] == "hit"
+        assert raw_stream.headers["x-swarmgate-attempts"] == "0"
+        text = "".join(c.choices[0].delta.content or "" for c in raw_stream.parse() if c.choices)
+        assert text == "from the cache"
+        assert not upstreams.primary.completions
+        live = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "live"}], stream=True
+        )
+        assert live.headers["x-swarmgate-cache"] == "miss"
+        assert live.headers["x-swarmgate-attempts"] == "1"
