@@ -16,8 +16,9 @@ from swarmgate import ProviderManager, hookimpl
 from swarmgate.testing import ScriptedProvider
 from swarmgate_audit import AuditLog
 
-#: Load only these distributions' entry points in the tests.
-ALLOWED = "swarmgate,swarmgate-sim,swarmgate-audit"
+#: Load only these distributions' entry points in the tests (compliance: the
+#: ``security.compliance`` switches the redaction tests set need their plugin).
+ALLOWED = "swarmgate,swarmgate-sim,swarmgate-audit,swarmgate-compliance"
 PRICES = {"inputCostPerToken": 0.001, "outputCostPerToken": 0.002}
 DRIVERS = {"swarmgate.providers": {"scripted": ScriptedProvider}}
 

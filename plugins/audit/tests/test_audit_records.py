@@ -198,10 +198,12 @@ async def test_gdpr_redacts_personal_data_in_stored_bodies(db: Path) -> None:
 
 async def test_hipaa_redacts_too(db: Path) -> None:
     cfg = config(db, audit={"includeBodies": True}, security={"compliance": {"hipaa": True}})
-    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+    encryption = FakeEncryptionPlugin()  # HIPAA mode requires encryption at rest
+    async with ProviderManager(cfg, drivers=DRIVERS, plugins=[encryption]) as manager:
         await manager.complete(prompt="patient reachable at +1 415 555 0100")
         record = await one_record(manager)
-    bodies = open_bodies(record)
+    assert record.data["bodies"] == {"redacted": True, "encrypted": True}
+    bodies = open_bodies(record, encryption.service)
     assert bodies is not None
     assert bodies["prompt"][0]["text"] == "patient reachable at [PHONE]"
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compliance_helpers import DRIVERS, FakeEncryptionPlugin, config, scripted
+from compliance_helpers import ALLOWED, DRIVERS, FakeEncryptionPlugin, config, scripted
 
 from swarmgate import ConfigError, ProviderManager
+from swarmgate.plugins import ALLOW_ENV
 from swarmgate_audit import AuditLog, open_bodies
+from swarmgate_encryption import generate_key_text
 
 pytestmark = pytest.mark.anyio
 
@@ -99,3 +101,25 @@ async def test_hipaa_turns_on_the_controls(tmp_path: Path) -> None:
     assert bodies is not None
     assert bodies["prompt"][0]["text"] == "my phone is [PHONE]"
     assert b"7946" not in (tmp_path / "audit.db").read_bytes()
+
+
+async def test_hipaa_with_the_real_encryption_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_ENV, ALLOWED + ",swarmgate-encryption")
+    cfg = config(tmp_path, compliance={"hipaa": True}, **CACHING)
+    cfg["security"]["audit"]["includeBodies"] = True
+    cfg["security"]["encryption"] = {"keyringPath": str(tmp_path / "keys.db")}
+    monkeypatch.delenv("SWARMGATE_MASTER_KEY", raising=False)
+    with pytest.raises(ConfigError):  # no master key: no start, and certainly no plaintext
+        async with ProviderManager(cfg, drivers=DRIVERS):
+            pass
+    monkeypatch.setenv("SWARMGATE_MASTER_KEY", generate_key_text())
+    async with ProviderManager(cfg, drivers=DRIVERS) as manager:
+        assert await calls_for(manager, tags=("personal",)) == (2, [False, False])
+        assert await calls_for(manager, tags=("routine",)) == (1, [False, True])  # cached, encrypted
+        audit = manager.extensions["audit"]
+        assert isinstance(audit, AuditLog)
+        await audit.flush()
+        records = await audit.records()
+        texts = [open_bodies(r, manager.extensions["encryption"])["prompt"][0]["text"] for r in records]  # type: ignore[index]
+    assert texts == ["my phone is [PHONE]"] * 4
+    assert all(r.data["bodies"] == {"redacted": True, "encrypted": True} for r in records)
