@@ -46,6 +46,7 @@ NAMESPACES = (
     "swarmgate.balancers",
     "swarmgate.state",
     "swarmgate.exporters",
+    "swarmgate.key_sources",
 )
 
 

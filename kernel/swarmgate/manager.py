@@ -423,7 +423,8 @@ class ProviderManager:
         return list(self._handles)
 
     def provider(self, name: str) -> Provider:
-        """The live driver instance of provider ``name``."""
+        """The live driver instance of provider ``name`` (with several keys:
+        the first key's; each attempt uses the instance of the key in turn)."""
         handle = self._handles.get(name)
         if handle is None:
             raise UnknownModelError(f"unknown provider {name!r} (live: {sorted(self._handles)})")
