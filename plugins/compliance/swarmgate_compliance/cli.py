@@ -6,7 +6,8 @@
   it erases are the ones that config writes, through their own services;
   safe while a gateway runs on the same files.
 * ``compliance check`` -- the controls a config turns on, and where each
-  provider stands against ``dataResidency`` (reads the config only).
+  provider stands against ``dataResidency`` (reads the config, or the
+  embedded default, only).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from swarmgate import ProviderManager, load_config
+from swarmgate import ProviderManager, SwarmgateConfig, load_config
 from swarmgate.cli import config_option
+from swarmgate.plugins import PluginHost
 from swarmgate_compliance.hooks import residency_reason
 from swarmgate_compliance.service import ComplianceService, ForgetReport
 from swarmgate_compliance.settings import ComplianceSettings
@@ -70,13 +72,21 @@ def forget(config_path: Path | None, caller: str, yes: bool, as_json: bool) -> N
     click.echo(f"caller {caller}: {usage}; {audit}")
 
 
+def _embedded_default() -> SwarmgateConfig | None:
+    """The config a gateway started without one uses (a plugin's ``default_config``), if any."""
+    host = PluginHost()
+    host.load()
+    source = host.default_config()
+    return load_config(source) if source is not None else None
+
+
 @compliance_group.command("check")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def check(config_path: Path | None, as_json: bool) -> None:
     """The compliance controls the config turns on, and which providers are
     inside the allowed regions."""
-    config = load_config(config_path) if config_path is not None else None
+    config = load_config(config_path) if config_path is not None else _embedded_default()
     settings = ComplianceSettings.from_config(config)
     regions = settings.regions
     providers: list[dict[str, Any]] = []

@@ -139,3 +139,13 @@ def test_a_bad_section_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_cli(), ["compliance", "check", "--config", str(cfg_path)])
     assert result.exit_code == 2
     assert "security.compliance.dataResidency" in result.output
+
+
+def test_check_without_a_config_reads_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWARMGATE_CONFIG", raising=False)
+    result = CliRunner().invoke(build_cli(), ["compliance", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["data_residency"] is None
+    assert data["providers"]
+    assert all(p["allowed"] for p in data["providers"])
