@@ -298,8 +298,9 @@ class Gateway:
         finally:
             self._tasks = None
             if self._manager is not None and self._owns_manager:
-                with anyio.CancelScope(shield=True):
-                    await self._manager.aclose()
+                # Not inside a shielding scope: plugins leave task groups of their
+                # own here (entered in initialize), which must nest as entered.
+                await self._manager.aclose()
 
     async def _startup(self) -> None:
         if self._manager is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.abc
 import httpx
 import openai
 import pytest
@@ -99,3 +101,38 @@ def test_cache_hits_are_reported(upstreams: Upstreams) -> None:
         )
         assert live.headers["x-swarmgate-cache"] == "miss"
         assert live.headers["x-swarmgate-attempts"] == "1"
+
+
+class OwnsATaskGroup:
+    """Enters a task group in plugin_setup and leaves it in plugin_shutdown,
+    as the health plugin does: the gateway must start and stop the manager
+    so that these nest."""
+
+    def __init__(self) -> None:
+        self.group: anyio.abc.TaskGroup | None = None
+        self.closed = False
+        self.error: BaseException | None = None
+
+    @hookimpl
+    async def plugin_setup(self, manager: ProviderManager) -> None:
+        self.group = anyio.create_task_group()
+        await self.group.__aenter__()
+        self.group.start_soon(anyio.sleep_forever)
+
+    @hookimpl
+    async def plugin_shutdown(self, manager: ProviderManager) -> None:
+        assert self.group is not None
+        self.group.cancel_scope.cancel()
+        try:
+            await self.group.__aexit__(None, None, None)
+            self.closed = True
+        except BaseException as exc:  # noqa: BLE001 - recorded for the test
+            self.error = exc
+
+
+def test_plugins_with_task_groups_start_and_stop_cleanly(upstreams: Upstreams) -> None:
+    plugin = OwnsATaskGroup()
+    with run_gateway(gateway_config(upstreams), plugins=[plugin]) as gateway:
+        assert httpx.get(gateway.url + "/health").status_code == 200
+    assert plugin.error is None
+    assert plugin.closed
