@@ -1,18 +1,21 @@
 """Against a private ``redis-server`` of the test's own: a password, TLS,
 and a Redis that goes away and comes back (the pooled connections and the
-script cache recover)."""
+script cache recover; a gateway answers 503 meanwhile)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from redis_helpers import PrivateRedis
 
-from swarmgate import ConfigError
+from swarmgate import ConfigError, ProviderManager
 from swarmgate.logs import scrub_secrets
+from swarmgate.plugins import ALLOW_ENV
+from swarmgate.testing import ScriptedProvider
 from swarmgate_redis import StateUnavailableError, create_store
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +84,26 @@ async def test_a_redis_that_goes_away_and_comes_back(private_redis: PrivateRedis
         assert await store.delete("b", "c", "w") == 3
     finally:
         await store.aclose()
+
+
+async def test_a_gateway_whose_redis_goes_away_answers_503_and_recovers(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_ENV, "swarmgate,swarmgate-redis,swarmgate-ratelimit")
+    config = {
+        "providers": {"a": {"type": "scripted", "models": {"m": {}}}},
+        "optimization": {"rateLimiting": {"requestsPerMinute": 600}},
+        "state": {"backend": "redis", "options": {"url": private_redis.url, "socketTimeout": 2000}},
+    }
+    drivers: dict[str, Any] = {"swarmgate.providers": {"scripted": ScriptedProvider}}
+    async with ProviderManager(config, drivers=drivers) as manager:
+        assert (await manager.complete(prompt="hi", model="a/m")).content == "ok"
+        private_redis.stop()
+        with pytest.raises(StateUnavailableError) as caught:
+            await manager.complete(prompt="hi", model="a/m")
+        assert caught.value.status_code == 503
+        provider = manager.provider("a")
+        assert isinstance(provider, ScriptedProvider)
+        assert len(provider.calls) == 1  # refused before any provider was called
+        private_redis.start()
+        assert (await manager.complete(prompt="hi", model="a/m")).content == "ok"
