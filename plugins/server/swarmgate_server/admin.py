@@ -76,6 +76,25 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+#: Content types of the usual exporter formats (an exporter's own ``content_type`` wins).
+CONTENT_TYPES: Final = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "prometheus": "text/plain; version=0.0.4; charset=utf-8",
+}
+
+
+def content_type(fmt: str) -> str:
+    """The content type of metrics exported as ``fmt``: the installed
+    exporter's ``content_type``, else the format's usual one."""
+    try:
+        exporter = _registry.load_driver(_registry.EXPORTERS, fmt)
+    except PluginError:
+        return CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
+    found = getattr(exporter, "content_type", None)
+    return found if isinstance(found, str) else CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
+
+
 class JSON(Response):
     """A JSON response encoded with orjson (attrs values and tuples included)."""
 
@@ -357,15 +376,14 @@ class AdminAPI:
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus exposition (needs ``swarmgate-prometheus``)."""
         try:
-            exporter = _registry.load_driver(_registry.EXPORTERS, "prometheus")
-        except PluginError:
+            text = await self.gateway.manager.export_metrics("prometheus")
+        except PluginError as exc:
             raise GatewayError(
                 404,
-                "Prometheus metrics need the 'prometheus' exporter: install 'swarmgate-prometheus'",
+                f"Prometheus metrics need the 'prometheus' exporter: install 'swarmgate-prometheus' ({exc})",
                 code="plugin_not_installed",
             ) from None
-        text = await self.gateway.manager.export_metrics("prometheus")
-        return Response(text, media_type=getattr(exporter, "content_type", "text/plain; version=0.0.4"))
+        return Response(text, media_type=content_type("prometheus"))
 
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
@@ -471,11 +489,10 @@ class AdminAPI:
         """``GET /admin/export?format=json|csv|prometheus``: the metrics as that exporter renders them."""
         fmt = request.query_params.get("format") or "json"
         try:
-            exporter = _registry.load_driver(_registry.EXPORTERS, fmt)
+            text = await self.gateway.manager.export_metrics(fmt)
         except PluginError as exc:
             raise GatewayError(404, str(exc), code="plugin_not_installed", param="format") from None
-        text = await self.gateway.manager.export_metrics(fmt)
-        return Response(text, media_type=getattr(exporter, "content_type", "text/plain"))
+        return Response(text, media_type=content_type(fmt))
 
     async def recommendations(self, request: Request) -> Response:
         """``GET /admin/recommendations``."""

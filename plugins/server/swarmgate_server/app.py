@@ -204,14 +204,23 @@ async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, finished
         log.warning("disconnect_watch_failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _initialized(manager: ProviderManager) -> bool:
+    try:
+        manager.config  # noqa: B018 - raises until initialize() ran
+    except RuntimeError:
+        return False
+    return True
+
+
 class Gateway:
     """The gateway as an ASGI application (see the module docstring).
 
     ``config`` is what :class:`~swarmgate.ProviderManager` takes (a path, a
     mapping, ``None`` for the embedded default); ``plugins`` are extra
-    plugin objects for it. Or pass a ``manager`` (initialized by the
-    lifespan if it is not yet, closed only by its owner). ``settings``
-    overrides the config's ``server`` section.
+    plugin objects for it. Or pass a ``manager``: one not initialized yet
+    is initialized and, at shutdown, closed by the gateway (on the server's
+    event loop); an initialized one is left to its owner to close.
+    ``settings`` overrides the config's ``server`` section.
     """
 
     def __init__(
@@ -306,6 +315,8 @@ class Gateway:
         if self._manager is None:
             self._manager = ProviderManager(self._config_source, plugins=self._plugins)
         manager = self._manager
+        if not self._owns_manager and not _initialized(manager):
+            self._owns_manager = True  # initialized on this loop: closed on it too
         try:
             await manager.initialize()
             self.configure(self._settings_override or load_settings(manager.config.section("server")))

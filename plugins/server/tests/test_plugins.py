@@ -24,7 +24,7 @@ from swarmgate import (
     TokenUsage,
     hookimpl,
 )
-from swarmgate_server import run_gateway
+from swarmgate_server import create_app, run_gateway
 
 from .conftest import Upstreams, gateway_config
 
@@ -136,3 +136,24 @@ def test_plugins_with_task_groups_start_and_stop_cleanly(upstreams: Upstreams) -
         assert httpx.get(gateway.url + "/health").status_code == 200
     assert plugin.error is None
     assert plugin.closed
+
+
+class TextExporter:
+    """A metrics exporter as the prometheus plugin provides one."""
+
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    async def render(self, manager: ProviderManager) -> str:
+        return f"swarmgate_providers {len(manager.providers())}\n"
+
+
+def test_metrics_through_an_exporter(upstreams: Upstreams) -> None:
+    manager = ProviderManager(gateway_config(upstreams), drivers={"swarmgate.exporters": {"prometheus": TextExporter}})
+    with run_gateway(app=create_app(manager=manager)) as gateway:
+        response = httpx.get(gateway.url + "/metrics")
+        assert response.status_code == 200
+        assert response.text == "swarmgate_providers 4\n"
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        exported = httpx.get(gateway.url + "/admin/export", params={"format": "prometheus"})
+        assert exported.text == "swarmgate_providers 4\n"
+    assert manager.providers() == []  # initialized by the gateway, so closed by it on its own loop
