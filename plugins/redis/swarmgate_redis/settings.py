@@ -35,6 +35,14 @@ TLS_PARAMETERS = frozenset(
 )
 
 
+def password_of(url: str) -> str | None:
+    """The password in ``url``, if any (``None`` for an unparsable URL)."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: the only form
     in which the backend ever shows a URL (errors, logs, ``redis status``)."""

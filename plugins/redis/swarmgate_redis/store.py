@@ -48,14 +48,16 @@ import redis
 import redis.asyncio
 import redis.exceptions
 import sniffio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from swarmgate.config import parse_section
 from swarmgate.errors import ConfigError, ErrorKind, SwarmgateError
 from swarmgate.logs import get_logger, register_secret
 from swarmgate.state import BucketResult
 from swarmgate_redis.lua import NOT_A_NUMBER, SCRIPTS, Script
-from swarmgate_redis.settings import RedisOptions, mask_url
+from swarmgate_redis.settings import RedisOptions, mask_url, password_of
 
 log = get_logger("swarmgate.redis")
 
@@ -109,7 +111,7 @@ def _pool_kwargs(options: RedisOptions) -> dict[str, Any]:
         "timeout": options.timeout_seconds,
         "socket_timeout": options.timeout_seconds,
         "socket_connect_timeout": options.timeout_seconds,
-        "retry": redis.asyncio.retry.Retry(NoBackoff(), 0),
+        "retry": AsyncRetry(NoBackoff(), 0),
     }
 
 
@@ -136,7 +138,7 @@ class _ThreadTransport:
 
     def __init__(self, options: RedisOptions) -> None:
         kwargs = _pool_kwargs(options)
-        kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
+        kwargs["retry"] = Retry(NoBackoff(), 0)
         self._pool = redis.BlockingConnectionPool.from_url(options.url, **kwargs)
         self._client = redis.Redis(connection_pool=self._pool)
         self._limiter = anyio.CapacityLimiter(options.max_connections)
@@ -162,7 +164,9 @@ class RedisStateStore:
         self.options = options
         #: The URL as it may be shown: the password masked.
         self.display_url = mask_url(options.url)
-        register_secret(options.url)  # a password in it is scrubbed from every log and error
+        password = password_of(options.url)
+        if password:
+            register_secret(password)  # scrubbed from every log line and error from now on
         prefix = options.prefix
         self._v, self._w, self._s, self._b = prefix + "v:", prefix + "w:", prefix + "s:", prefix + "b:"
         self._transport: _Transport | None = None
@@ -356,7 +360,7 @@ class RedisStateStore:
         reported before the first request; it blocks for at most
         ``socketTimeout``."""
         kwargs = _pool_kwargs(self.options)
-        kwargs.update(retry=redis.retry.Retry(NoBackoff(), 0), max_connections=1)
+        kwargs.update(retry=Retry(NoBackoff(), 0), max_connections=1)
         client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(self.options.url, **kwargs))
         try:
             info = client.info("server")

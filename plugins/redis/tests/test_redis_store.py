@@ -161,3 +161,16 @@ async def test_status_helpers(store: RedisStateStore) -> None:
     assert info["redis_version"].split(".")[0].isdigit()
     assert info["maxmemory_policy"]
     assert 0 < await store.ping() < 1.0
+
+
+async def test_a_url_without_password_is_shown_as_is() -> None:
+    url = "redis://127.0.0.1:1/0"
+    store = RedisStateStore(RedisOptions(url=url, socket_timeout=500))
+    try:
+        with pytest.raises(StateUnavailableError) as caught:
+            await store.get("k")
+    finally:
+        await store.aclose()
+    # Only passwords are registered with the log redaction, not whole URLs.
+    assert scrub_secrets(str(caught.value)) == str(caught.value)
+    assert f"the Redis state backend at {url} failed" in str(caught.value)
