@@ -133,19 +133,24 @@ class ProviderConformance:
         """A fake upstream speaking :meth:`wire` (enter it with ``async with``)."""
         return FakeUpstream(self.wire())
 
-    def config(self, url: str, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    def config(
+        self, url: str, model: dict[str, Any] | None = None, *, timeout_ms: float | None = None
+    ) -> dict[str, Any]:
         """The whole config: one provider pointed at ``url``, serving
-        :attr:`model` configured as ``model`` (default: ``costPerToken``)."""
+        :attr:`model` configured as ``model`` (default: ``costPerToken``),
+        with :attr:`timeout_ms` unless ``timeout_ms`` is given."""
         provider = {"apiKey": self.api_key, **self.provider_config(url)}
         provider["type"] = self.provider_type
-        provider["timeout"] = self.timeout_ms
+        provider["timeout"] = timeout_ms if timeout_ms is not None else self.timeout_ms
         provider["models"] = {self.model: model if model is not None else {"costPerToken": COST_PER_TOKEN}}
         return {"providers": {self.provider_name: provider}}
 
-    def manager(self, url: str, model: dict[str, Any] | None = None) -> ProviderManager:
+    def manager(
+        self, url: str, model: dict[str, Any] | None = None, *, timeout_ms: float | None = None
+    ) -> ProviderManager:
         """A manager for :meth:`config` (enter it with ``async with``)."""
         return ProviderManager(
-            self.config(url, model),
+            self.config(url, model, timeout_ms=timeout_ms),
             drivers={registry.PROVIDERS: {self.provider_type: self.provider_class}},
         )
 
@@ -281,7 +286,8 @@ class ProviderConformance:
     async def test_concurrent_requests(self) -> None:
         """Concurrent calls on one provider all get their own answer."""
         results: dict[int, str] = {}
-        async with self.serve() as server, self.manager(server.url) as manager:
+        patient = max(self.timeout_ms * 10, 5000.0)  # eight at once through a proxy on a busy 2-core machine
+        async with self.serve() as server, self.manager(server.url, timeout_ms=patient) as manager:
             server.enqueue(*(ScriptedReply(content=f"answer {i}", delay=0.02) for i in range(8)))
 
             async def ask(i: int) -> None:
