@@ -33,8 +33,8 @@ BASE: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def _kernel_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel and the openai provider type (the configs' providers)."""
-    monkeypatch.setenv(ALLOW_ENV, "swarmgate,swarmgate-openai")
+    """The kernel, the openai provider type (the configs' providers) and the budget plugin (budget.* keys)."""
+    monkeypatch.setenv(ALLOW_ENV, "swarmgate,swarmgate-openai,swarmgate-budget")
     monkeypatch.delenv(BLOCK_ENV, raising=False)
     monkeypatch.delenv("SWARMGATE_CONFIG", raising=False)
 
