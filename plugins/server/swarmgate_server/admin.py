@@ -42,7 +42,7 @@ from swarmgate import (
 )
 from swarmgate import registry as _registry
 from swarmgate.config import to_dict
-from swarmgate.logs import get_logger
+from swarmgate.logs import fingerprint, get_logger
 from swarmgate_server.auth import Caller, credentials
 from swarmgate_server.errors import GatewayError, from_swarmgate
 from swarmgate_server.settings import load_settings
@@ -241,6 +241,26 @@ class AdminAPI:
                 "the admin API is disabled while caller keys are configured and server.adminKey is not",
                 code="admin_disabled",
             )
+
+    def _audit(
+        self, request: Request, action: str, target: str | None, details: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record an admin action in the audit log when one is active
+        (``manager.extensions["audit"].record_admin``): the actor is the
+        admin key's fingerprint (never the key), the client its address.
+        A log that cannot take it is reported as an error log line: the
+        action has happened and is not undone."""
+        audit = self.gateway.manager.extensions.get("audit")
+        record = getattr(audit, "record_admin", None)
+        if record is None:
+            return
+        key = self._presented(request)
+        actor = fingerprint(key) if key else "anonymous"
+        client = request.client.host if request.client else None
+        try:
+            record(action, actor, target, details, client=client)
+        except Exception as exc:  # noqa: BLE001 - the action stands; say loudly that it went unrecorded
+            log.error("admin_action_not_audited", action=action, target=target, error=f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     async def _json_body(request: Request) -> Any:
@@ -447,6 +467,7 @@ class AdminAPI:
             )
         await self.gateway.manager.add_provider(name, config)
         log.info("admin_provider_added", provider=name)
+        self._audit(request, "providers.add", name, {"type": config.get("type")})
         return JSON(self._provider(name), status_code=201)
 
     async def update_provider(self, request: Request) -> Response:
@@ -456,6 +477,7 @@ class AdminAPI:
         changes = await self._json_object(request)
         await self.gateway.manager.update_provider(name, changes)
         log.info("admin_provider_updated", provider=name, keys=sorted(changes))
+        self._audit(request, "providers.update", name, {"keys": sorted(changes)})
         return JSON(self._provider(name))
 
     async def remove_provider(self, request: Request) -> Response:
@@ -463,6 +485,7 @@ class AdminAPI:
         name = request.path_params["name"]
         await self.gateway.manager.remove_provider(name)
         log.info("admin_provider_removed", provider=name)
+        self._audit(request, "providers.remove", name)
         return JSON({"removed": name})
 
     async def check_health(self, request: Request) -> Response:
@@ -549,6 +572,12 @@ class AdminAPI:
         if hasattr(count, "__await__"):
             count = await count
         log.info("admin_cache_invalidated", count=count, **{k: v for k, v in selectors.items() if v})
+        self._audit(
+            request,
+            "cache.invalidate",
+            None,
+            {**{k: v for k, v in selectors.items() if v}, "olderThan": older, "all": everything, "count": count},
+        )
         return JSON({"invalidated": count})
 
     async def usage(self, request: Request) -> Response:
@@ -633,6 +662,12 @@ class AdminAPI:
             not_applied.append("server.host/port")
         gateway.configure(settings)
         log.info("config_reloaded", added=added, updated=updated, removed=removed, not_applied=not_applied)
+        self._audit(
+            request,
+            "config.reload",
+            source,
+            {"added": added, "updated": updated, "removed": removed, "notApplied": not_applied},
+        )
         return JSON(
             {
                 "source": source,

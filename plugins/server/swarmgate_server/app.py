@@ -529,6 +529,11 @@ class Gateway:
                     code="model_not_allowed",
                     param="model",
                 )
+        client = scope.get("client")
+        if client:
+            # Where the request came from, for the audit log; the gateway's value wins.
+            metadata = fields.get("metadata")
+            fields["metadata"] = {**metadata, "client": client[0]} if metadata else {"client": client[0]}
         return CompletionRequest(**fields), stream, include_usage
 
     def _error_for(self, error: SwarmgateError, request: CompletionRequest, started: float) -> GatewayError:

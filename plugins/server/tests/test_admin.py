@@ -4,6 +4,7 @@ services plugins publish; health, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -143,6 +144,19 @@ class FakeServices:
 
     def __init__(self) -> None:
         self.invalidated: list[dict[str, Any]] = []
+        self.admin_actions: list[tuple[Any, ...]] = []
+
+    def record_admin(
+        self,
+        action: str,
+        actor: str | None,
+        target: str | None = None,
+        details: Any = None,
+        *,
+        client: str | None = None,
+    ) -> str:
+        self.admin_actions.append((action, actor, target, details, client))
+        return "adm_1"
 
     async def analytics(self, window: str | None) -> dict[str, Any]:
         if window == "bogus":
@@ -176,7 +190,7 @@ class PublishServices:
 
     @hookimpl
     def plugin_setup(self, manager: ProviderManager) -> None:
-        for name in ("analytics", "cache", "usage"):
+        for name in ("analytics", "cache", "usage", "audit"):
             manager.extensions[name] = self.services
 
 
@@ -194,6 +208,16 @@ def test_services_through_the_admin_api(upstreams: Upstreams) -> None:
         assert services.invalidated == [
             {"key": None, "provider": "primary", "model": None, "tag": None, "older_than": 60, "all": False}
         ]
+        ((action, actor, target, details, client),) = services.admin_actions
+        assert (action, actor, target, client) == ("cache.invalidate", "anonymous", None, "127.0.0.1")
+        assert details == {"provider": "primary", "olderThan": 60, "all": False, "count": 4}
+        removed = admin.delete("/admin/providers/slow", headers={"authorization": "Bearer sk-some-admin-0000"})
+        assert removed.status_code == 200
+        assert services.admin_actions[-1][:3] == (
+            "providers.remove",
+            "key:" + hashlib.sha256(b"sk-some-admin-0000").hexdigest()[:8],
+            "slow",
+        )
         assert admin.post("/admin/cache/invalidate", json={}).status_code == 400
         assert admin.post("/admin/cache/invalidate", json={"everything": True}).status_code == 400
         assert admin.post("/admin/cache/invalidate", json={"all": "yes"}).status_code == 400

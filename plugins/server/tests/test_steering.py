@@ -74,7 +74,7 @@ def test_body_steering_and_headers_win(gateway: Any, upstreams: Upstreams, recor
     assert request.tags == ("team-x", "nightly")
     assert request.timeouts is not None
     assert request.timeouts.total == 20000
-    assert request.metadata == {"trace": "t-1"}
+    assert request.metadata == {"trace": "t-1", "client": "127.0.0.1"}  # where it came from, for the audit log
     assert upstreams.backup.completions[-1].json["seed"] == 11  # extra fields pass through
 
 
