@@ -155,6 +155,8 @@ class AdminAPI:
             Route("/admin/providers/{name}", admin(self.get_provider), methods=["GET"]),
             Route("/admin/providers/{name}", admin(self.update_provider), methods=["PATCH"]),
             Route("/admin/providers/{name}", admin(self.remove_provider), methods=["DELETE"]),
+            Route("/admin/providers/{name}/keys", admin(self.key_status), methods=["GET"]),
+            Route("/admin/providers/{name}/keys/rotate", admin(self.rotate_keys), methods=["POST"]),
             Route("/admin/health/check", admin(self.check_health), methods=["POST"]),
             Route("/admin/analytics", admin(self.analytics), methods=["GET"]),
             Route("/admin/metrics", admin(self.raw_metrics), methods=["GET"]),
@@ -487,6 +489,28 @@ class AdminAPI:
         log.info("admin_provider_removed", provider=name)
         self._audit(request, "providers.remove", name)
         return JSON({"removed": name})
+
+    async def key_status(self, request: Request) -> Response:
+        """``GET /admin/providers/{name}/keys``: each API key's fingerprint and
+        state (active or set aside, failures, last use); never a key."""
+        name = request.path_params["name"]
+        return JSON({"provider": name, "keys": self.gateway.manager.provider_key_status(name)})
+
+    async def rotate_keys(self, request: Request) -> Response:
+        """``POST /admin/providers/{name}/keys/rotate``: re-read the provider's
+        key sources (no body), or use ``{"keys": [...]}``; in-flight requests
+        finish on the keys they started with. Answers the new keys' fingerprints."""
+        name = request.path_params["name"]
+        data = await self._json_body(request)
+        if data is not None and not isinstance(data, dict):
+            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+        keys = (data or {}).get("keys")
+        if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+            raise GatewayError(400, "'keys' must be a list of strings", code="invalid_request", param="keys")
+        fingerprints = await self.gateway.manager.rotate_provider_keys(name, keys)
+        log.info("admin_keys_rotated", provider=name, keys=fingerprints)
+        self._audit(request, "keys.rotate", name, {"keys": fingerprints, "source": "given" if keys else "reread"})
+        return JSON({"provider": name, "keys": fingerprints})
 
     async def check_health(self, request: Request) -> Response:
         """``POST /admin/health/check[?provider=NAME]``: probe now (concurrently)."""

@@ -462,6 +462,18 @@ def spec(version: str) -> dict[str, Any]:
                 **_admin("patch", "Change a provider's config (partial, camelCase)", body={"type": "object"}),
                 **_admin("delete", "Remove a provider"),
             },
+            "/admin/providers/{name}/keys": {
+                "parameters": [_NAME],
+                **_admin("get", "A provider's API keys (fingerprints and state)"),
+            },
+            "/admin/providers/{name}/keys/rotate": {
+                "parameters": [_NAME],
+                **_admin(
+                    "post",
+                    "Rotate a provider's API keys (re-read its sources, or the keys given)",
+                    body={"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "string"}}}},
+                ),
+            },
             "/admin/health/check": _admin(
                 "post", "Probe providers now", params=[_query("provider", "Only this provider.")]
             ),

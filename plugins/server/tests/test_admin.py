@@ -311,3 +311,24 @@ def test_concurrent_admin_and_traffic_do_not_interfere(gateway: Any) -> None:
     for thread in threads:
         thread.join(10)
     assert not errors
+
+
+def test_provider_keys_rotate_at_run_time(upstreams: Upstreams) -> None:
+    with run_gateway(gateway_config(upstreams)) as gateway:
+        admin = httpx.Client(base_url=gateway.url)
+        before = admin.get("/admin/providers/primary/keys").json()["keys"]
+        assert [k["fingerprint"] for k in before] == [
+            "key:" + hashlib.sha256(b"sk-upstream-primary-000").hexdigest()[:8]
+        ]
+        new_keys = ["sk-rotated-key-1111", "sk-rotated-key-2222"]
+        rotated = admin.post("/admin/providers/primary/keys/rotate", json={"keys": new_keys})
+        assert rotated.status_code == 200
+        assert rotated.json()["keys"] == ["key:" + hashlib.sha256(k.encode()).hexdigest()[:8] for k in new_keys]
+        assert not any(k in rotated.text for k in new_keys)
+        for _ in range(2):
+            client(gateway).chat.completions.create(model="primary/gpt-4o-mini", messages=MESSAGES)
+        sent = {r.headers["authorization"] for r in upstreams.primary.completions[-2:]}
+        assert sent == {"Bearer " + k for k in new_keys}
+        assert len(admin.get("/admin/providers/primary/keys").json()["keys"]) == 2
+        assert admin.post("/admin/providers/primary/keys/rotate", json={"keys": "one"}).status_code == 400
+        assert admin.post("/admin/providers/nobody/keys/rotate").status_code == 404
