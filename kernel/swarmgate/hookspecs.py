@@ -82,7 +82,9 @@ def gateway_routes(manager: ProviderManager) -> Sequence[Any] | None:
     builds its ASGI app: return Starlette routes or mounts to add to it (the
     dashboard's page and assets, a plugin's own admin endpoints), or
     ``None``. Paths must not collide with the gateway's own (``/v1/...``,
-    ``/health...``, ``/metrics``, ``/admin/...``). Raising aborts start-up."""
+    ``/health...``, ``/metrics``, ``/openapi.json`` and the admin API's
+    routes); a route under ``/admin/`` is served behind the admin key.
+    Raising aborts start-up."""
 
 
 @hookspec

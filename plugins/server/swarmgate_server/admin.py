@@ -198,6 +198,21 @@ class AdminAPI:
         endpoint.__doc__ = handler.__doc__
         return endpoint
 
+    def admin_only(self, app: Any) -> Any:
+        """``app`` (a plugin's ASGI route under ``/admin/``) behind the admin key."""
+        admin = self
+
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                try:
+                    admin._check_admin(Request(scope))
+                except GatewayError as error:
+                    await error_response(error)(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        return guarded
+
     def _open(self, handler: Handler) -> Handler:
         return self._wrap(handler, "open")
 

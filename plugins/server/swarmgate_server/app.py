@@ -40,7 +40,7 @@ import anyio.abc
 import attrs
 import orjson
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount, Route
 
 from swarmgate import (
     CompletionRequest,
@@ -78,7 +78,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Path prefixes the gateway owns; a plugin route under one is refused at start-up.
-RESERVED_PREFIXES: Final = ("/v1/", "/health", "/metrics", "/admin", "/openapi.json")
+RESERVED_PREFIXES: Final = ("/v1/", "/health", "/metrics", "/openapi.json")
+#: Plugin routes under this prefix are served behind the admin key (when
+#: their path is not one of the gateway's own admin routes).
+ADMIN_PREFIX: Final = "/admin/"
 
 _JSON: Final = (b"content-type", b"application/json")
 _SSE: Final = (
@@ -349,12 +352,20 @@ class Gateway:
                     name="gateway_routes",
                 )
             path = getattr(route, "path", "")
-            if any(path == p.rstrip("/") or path.startswith(p) for p in RESERVED_PREFIXES):
+            taken = {getattr(r, "path", None) for r in self.starlette.router.routes}
+            if (
+                path in taken
+                or path.rstrip("/") == "/admin"
+                or any(path == p.rstrip("/") or path.startswith(p) for p in RESERVED_PREFIXES)
+            ):
                 raise PluginError(
-                    f"a plugin route {path!r} collides with the gateway's own paths {list(RESERVED_PREFIXES)}",
+                    f"a plugin route {path!r} collides with the gateway's own paths "
+                    f"({', '.join(RESERVED_PREFIXES)}, and the admin API's routes)",
                     namespace="swarmgate",
                     name="gateway_routes",
                 )
+            if path.startswith(ADMIN_PREFIX) and isinstance(route, Route | Mount):
+                route.app = self.admin.admin_only(route.app)
             self.starlette.router.routes.append(route)
 
     async def _drain(self) -> None:

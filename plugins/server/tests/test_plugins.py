@@ -26,7 +26,7 @@ from swarmgate import (
 )
 from swarmgate_server import create_app, run_gateway
 
-from .conftest import Upstreams, gateway_config
+from .conftest import ADMIN_KEY, Upstreams, gateway_config
 
 MESSAGES: Any = [{"role": "user", "content": "cached please"}]
 
@@ -73,11 +73,21 @@ def test_plugin_routes_are_mounted(upstreams: Upstreams) -> None:
 
 
 def test_a_plugin_route_may_not_take_the_gateways_paths(upstreams: Upstreams) -> None:
-    with (
-        pytest.raises(PluginError, match="collides"),
-        run_gateway(gateway_config(upstreams), plugins=[Dashboard("/admin/x")]),
-    ):
-        pass
+    for path in ("/admin/providers", "/v1/embeddings", "/health/extra", "/admin"):
+        with (
+            pytest.raises(PluginError, match="collides"),
+            run_gateway(gateway_config(upstreams), plugins=[Dashboard(path)]),
+        ):
+            pass
+
+
+def test_plugin_admin_routes_are_behind_the_admin_key(upstreams: Upstreams) -> None:
+    config = gateway_config(upstreams, adminKey=ADMIN_KEY)
+    with run_gateway(config, plugins=[Dashboard("/admin/keys")]) as gateway:
+        assert httpx.get(gateway.url + "/admin/keys").status_code == 401
+        allowed = httpx.get(gateway.url + "/admin/keys", headers={"authorization": "Bearer " + ADMIN_KEY})
+        assert allowed.status_code == 200
+        assert allowed.text == "4 providers"
 
 
 def test_cache_hits_are_reported(upstreams: Upstreams) -> None:
