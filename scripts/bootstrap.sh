@@ -15,3 +15,5 @@ done
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "${members[@]}" -e ".[dev]" 2>&1 \
   | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import swarmgate" >/dev/null
+# The dashboard test drives a real headless Chromium (Debian package).
+scripts/install-browser.sh
