@@ -153,12 +153,17 @@ def header_value(text: str) -> bytes:
     return value
 
 
+def _ascii(text: str) -> bytes:
+    """``text`` as a header value without the cache (ids differ every time)."""
+    return text.encode("ascii", "backslashreplace").replace(b"\r", b"").replace(b"\n", b"")
+
+
 def answer_headers(response: CompletionResponse, length: int) -> list[tuple[bytes, bytes]]:
     """The headers of a non-streamed answer: who answered, what it cost."""
     return [
         _JSON,
         (b"content-length", str(length).encode()),
-        (b"x-request-id", header_value(response.id)),
+        (b"x-request-id", _ascii(response.id)),
         (b"x-swarmgate-provider", header_value(response.provider)),
         (b"x-swarmgate-model", header_value(response.model)),
         (b"x-swarmgate-cost", f"{response.cost:.10f}".encode()),
@@ -173,7 +178,7 @@ def stream_headers(start: StreamStart, latency_ms: float) -> list[tuple[bytes, b
     the stream's last chunk)."""
     return [
         *_SSE,
-        (b"x-request-id", header_value(start.id)),
+        (b"x-request-id", _ascii(start.id)),
         (b"x-swarmgate-provider", header_value(start.provider)),
         (b"x-swarmgate-model", header_value(start.model)),
         (b"x-swarmgate-latency-ms", f"{latency_ms:.3f}".encode()),

@@ -207,3 +207,47 @@ def test_messages_stream_blocks() -> None:
     ]
     indexes = [orjson.loads(b.split(b"\ndata: ")[1]).get("index") for b in out.split(b"\n\n") if b"content_block" in b]
     assert indexes == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+
+
+def test_public_api() -> None:
+    import swarmgate_server
+
+    assert sorted(swarmgate_server.__all__) == [
+        "AUTHENTICATOR_EXTENSION",
+        "AdminAPIError",
+        "ApiKeySettings",
+        "Caller",
+        "Gateway",
+        "GatewayError",
+        "KeyAuthenticator",
+        "KeyRing",
+        "ModelFilter",
+        "RunningGateway",
+        "ServerPlugin",
+        "ServerSettings",
+        "aadmin_request",
+        "admin_options",
+        "admin_request",
+        "app_from_env",
+        "create_app",
+        "from_swarmgate",
+        "key_digest",
+        "load_settings",
+        "run_gateway",
+        "serve",
+    ]
+    for name in swarmgate_server.__all__:
+        assert getattr(swarmgate_server, name) is not None
+    with pytest.raises(AttributeError):
+        swarmgate_server.nothing_here  # noqa: B018
+
+
+def test_loading_the_plugin_leaves_the_web_stack_out() -> None:
+    """Every ProviderManager loads the entry point; a library user must not
+    pay for Starlette and uvicorn."""
+    import subprocess
+    import sys
+
+    code = "import sys, swarmgate_server; print('starlette' in sys.modules or 'uvicorn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
