@@ -665,6 +665,11 @@ class Gateway:
             if final:
                 finished[0] = True
                 await send({"type": "http.response.body", "body": data, "more_body": False})
+                # The stream ends right after its last event: running it to its
+                # end unwinds the kernel's generators without a GeneratorExit
+                # thrown through them (cheaper than closing it early).
+                async for _ in events:
+                    pass
                 return
             await send({"type": "http.response.body", "body": data, "more_body": True})
         error = GatewayError(502, "the stream ended without finishing", code="upstream_error")
