@@ -294,7 +294,8 @@ class Gateway:
         directory, mount the plugins' routes), then on leaving refuse new
         requests, drain the in-flight ones (at most ``server.shutdownTimeout``)
         and close the manager it owns. Start and stop run in the calling task
-        (plugins with task groups of their own need that)."""
+        (plugins with task groups of their own need that). A gateway runs
+        once: build another one to serve again."""
         try:
             await self._startup()
         except Exception as exc:
