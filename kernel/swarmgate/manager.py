@@ -234,6 +234,7 @@ CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("security.audit", "audit"),
     ("security.encryption", "encryption"),
     ("security.compliance", "compliance"),
+    ("security.callerKeys", "keys"),
 )
 
 
