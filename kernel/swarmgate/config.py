@@ -172,10 +172,13 @@ class LoadBalancingConfig:
 @attrs.frozen
 class RouteConfig:
     """A named route: ordered ``provider/model`` targets. With ``ordered``
-    the order is kept; otherwise the routing strategy may reorder them."""
+    the order is kept; otherwise the routing strategy may reorder them.
+    ``fallbacks`` are tried, in order, after every target failed over (the
+    way a model's fallback chain follows it)."""
 
     targets: tuple[str, ...]
     ordered: bool = False
+    fallbacks: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -713,9 +716,11 @@ def validate(config: SwarmgateConfig) -> list[tuple[str, str]]:
             problems.append((f"routes.{name}", "a route may not have the name of a provider"))
         if not route.targets:
             problems.append((f"routes.{name}.targets", "needs at least one 'provider/model' target"))
-        for i, text in enumerate(route.targets):
+        listed = [("targets", i, text) for i, text in enumerate(route.targets)]
+        listed += [("fallbacks", i, text) for i, text in enumerate(route.fallbacks)]
+        for key, i, text in listed:
             target = _split_target(text)
-            where = f"routes.{name}.targets[{i}]"
+            where = f"routes.{name}.{key}[{i}]"
             if target is None:
                 problems.append((where, f"expected 'provider/model', got {text!r}"))
                 continue

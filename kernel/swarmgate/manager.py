@@ -1091,9 +1091,14 @@ class ProviderManager:
                 provider, _, name = text.partition("/")
                 if provider in handles:
                     targets.append(Target(provider, name))
-            if not targets:
+            fallback = []
+            for text in route.fallbacks:
+                provider, _, name = text.partition("/")
+                if provider in handles:
+                    fallback.append(Target(provider, name))
+            if not targets and not fallback:
                 raise UnknownModelError(f"route {model!r} has no live target (targets: {list(route.targets)})")
-            return _Plan(tuple(targets), (), route.ordered)
+            return _Plan(tuple(targets), tuple(fallback), route.ordered)
         if model == "auto":
             targets = [
                 Target(name, default)

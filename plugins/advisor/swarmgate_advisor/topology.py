@@ -102,7 +102,12 @@ def plan(config: SwarmgateConfig, requested: str) -> Plan:
             provider, _, model = text.partition("/")
             if provider in live:
                 targets.append(Target(provider, model))
-        return Plan(tuple(targets), (), route.ordered)
+        fallback = []
+        for text in getattr(route, "fallbacks", ()):
+            provider, _, model = text.partition("/")
+            if provider in live:
+                fallback.append(Target(provider, model))
+        return Plan(tuple(targets), tuple(fallback), route.ordered)
     if requested == "auto":
         auto = tuple(
             Target(name, default) for name, p in live.items() if (default := p.resolve_default_model()) is not None
