@@ -16,14 +16,13 @@ import httpx
 import openai
 import pytest
 from openapi_spec_validator import validate
+from server_testkit import ADMIN_KEY, PLUGINS, TEAM_A_KEY, Upstreams, gateway_config, wait_for
 
 from swarmgate import ProviderManager, hookimpl
 from swarmgate.plugins import ALLOW_ENV
 from swarmgate.testing import ScriptedReply
 from swarmgate_server import run_gateway
 from swarmgate_server.admin import mask_secrets
-
-from .conftest import ADMIN_KEY, PLUGINS, TEAM_A_KEY, Upstreams, gateway_config, wait_for
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

@@ -8,10 +8,9 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from server_testkit import Recorder, Upstreams
 
 from swarmgate.testing import ScriptedReply
-
-from .conftest import Recorder, Upstreams
 
 CALL = {"id": "call_w1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
 TOOL: Any = {

@@ -8,12 +8,11 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from server_testkit import Recorder
 
 from swarmgate import RequestCancelledError
 from swarmgate.testing import FakeUpstream, ScriptedReply
 from swarmgate_server import create_app
-
-from .conftest import Recorder
 
 pytestmark = pytest.mark.anyio
 

@@ -10,12 +10,11 @@ import anthropic
 import httpx
 import openai
 import pytest
+from server_testkit import ADMIN_KEY, TEAM_A_KEY, TEAM_B_KEY, Recorder, Upstreams, gateway_config
 
 from swarmgate import ConfigError, ProviderManager, hookimpl
 from swarmgate_server import AUTHENTICATOR_EXTENSION, load_settings, run_gateway
 from swarmgate_server.auth import KeyRing, ModelFilter, credentials
-
-from .conftest import ADMIN_KEY, TEAM_A_KEY, TEAM_B_KEY, Recorder, Upstreams, gateway_config
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

@@ -17,12 +17,11 @@ import httpx
 import openai
 import pytest
 from click.testing import CliRunner
+from server_testkit import ADMIN_KEY, Upstreams, gateway_config
 
 from swarmgate.cli import build_cli
 from swarmgate.testing import ScriptedReply
 from swarmgate_server import AdminAPIError, aadmin_request, admin_request
-
-from .conftest import ADMIN_KEY, Upstreams, gateway_config
 
 SERVE = "from swarmgate.cli import main; main()"
 

@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from server_testkit import TEAM_A_KEY, Upstreams
 
 from swarmgate.testing import ScriptedReply
-
-from .conftest import TEAM_A_KEY, Upstreams
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

@@ -11,12 +11,11 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from server_testkit import PLUGINS, Upstreams, gateway_config, wait_for
 
 from swarmgate.plugins import ALLOW_ENV
 from swarmgate.testing import ScriptedReply
 from swarmgate_server import run_gateway
-
-from .conftest import PLUGINS, Upstreams, gateway_config, wait_for
 
 STACK = PLUGINS + ",swarmgate-cache,swarmgate-usage,swarmgate-analytics,swarmgate-prometheus"
 SAME: Any = [{"role": "user", "content": "the same question"}]

@@ -9,10 +9,9 @@ from typing import Any
 
 import openai
 import pytest
+from server_testkit import Recorder, Upstreams, wait_for
 
 from swarmgate.testing import ScriptedReply
-
-from .conftest import Recorder, Upstreams, wait_for
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello to the gateway"}]
 TOOLS: Any = [

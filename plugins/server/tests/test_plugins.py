@@ -11,6 +11,7 @@ import anyio.abc
 import httpx
 import openai
 import pytest
+from server_testkit import ADMIN_KEY, Upstreams, gateway_config
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -25,8 +26,6 @@ from swarmgate import (
     hookimpl,
 )
 from swarmgate_server import create_app, run_gateway
-
-from .conftest import ADMIN_KEY, Upstreams, gateway_config
 
 MESSAGES: Any = [{"role": "user", "content": "cached please"}]
 

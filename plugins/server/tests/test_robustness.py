@@ -14,12 +14,11 @@ import httpx
 import openai
 import orjson
 import pytest
+from server_testkit import Recorder, Upstreams, gateway_config, wait_for
 
 from swarmgate import RequestCancelledError
 from swarmgate.testing import ScriptedReply
 from swarmgate_server import run_gateway
-
-from .conftest import Recorder, Upstreams, gateway_config, wait_for
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

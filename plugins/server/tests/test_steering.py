@@ -8,13 +8,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from server_testkit import Recorder, Upstreams
 
 from swarmgate import CacheControl
 from swarmgate.testing import ScriptedReply
 from swarmgate_server.errors import GatewayError
 from swarmgate_server.steering import cache_header
-
-from .conftest import Recorder, Upstreams
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 
