@@ -35,7 +35,7 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "keys.db"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pepper() -> str:
     """The pepper the tests hash with (a gateway reads it from ``$KEYS_TEST_PEPPER``)."""
     return PEPPER
@@ -53,7 +53,7 @@ def upstream() -> Iterator[FakeUpstream]:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_config() -> Callable[..., dict[str, Any]]:
     """:func:`gateway_config`."""
     return gateway_config
