@@ -1,0 +1,134 @@
+"""The transport behind :func:`swarmgate.http.make_client`: aiohttp's under
+asyncio (httpx-aiohttp), httpx's own under trio, and the same httpx errors
+for the same transport failures either way (real sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+
+from swarmgate.config import ProviderConfig
+from swarmgate.http import TRANSPORT_ENV, AiohttpTransport, make_client
+from swarmgate.testing import unreachable_url
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
+
+
+def _config(**fields: object) -> ProviderConfig:
+    return ProviderConfig(type="test", endpoint="http://127.0.0.1:1/v1", timeout=500, **fields)  # type: ignore[arg-type]
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+
+
+@asynccontextmanager
+async def _server(handler: Handler) -> AsyncIterator[str]:
+    """A loopback TCP server running ``handler`` per connection; yields its URL."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                await handler(stream)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+                pass
+
+    async with listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, serve)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            tasks.cancel_scope.cancel()
+
+
+async def test_the_transport_follows_the_event_loop(anyio_backend: str) -> None:
+    async with make_client(_config(), base_url="http://127.0.0.1:1") as client:
+        expected = AiohttpTransport if anyio_backend == "asyncio" else httpx.AsyncHTTPTransport
+        assert type(client._transport) is expected
+
+
+async def test_the_environment_can_keep_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TRANSPORT_ENV, "httpx")
+    async with make_client(_config(), base_url="http://127.0.0.1:1") as client:
+        assert type(client._transport) is httpx.AsyncHTTPTransport
+
+
+async def test_a_proxy_keeps_httpx_transport() -> None:
+    async with make_client(_config(proxy="http://127.0.0.1:3128"), base_url="http://127.0.0.1:1") as client:
+        assert type(client._transport) is httpx.AsyncHTTPTransport
+        assert client._mounts, "the proxy is mounted"
+
+
+def test_outside_an_event_loop_httpx_transport_is_used() -> None:
+    client = make_client(_config(), base_url="http://127.0.0.1:1")
+    assert type(client._transport) is httpx.AsyncHTTPTransport
+
+
+async def test_json_and_chunked_bodies_round_trip() -> None:
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+        await stream.send(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}')
+        await _read_request(stream)
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"8\r\ndata: a\n\r\n8\r\ndata: b\n\r\n0\r\n\r\n"
+        )
+        await _read_request(stream)
+
+    async with _server(handler) as url, make_client(_config(), base_url=url) as client:
+        response = await client.post("/x", content=b"{}", headers={"content-type": "application/json"})
+        assert response.json() == {"ok": True}
+        assert response.headers["content-type"] == "application/json"
+        async with client.stream("POST", "/x", content=b"{}") as streamed:
+            lines = [line async for line in streamed.aiter_lines()]
+        assert lines == ["data: a", "data: b"]
+
+
+async def test_a_refused_connection_is_connect_error() -> None:
+    async with make_client(_config(), base_url=unreachable_url("")) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/")
+
+
+async def test_a_connection_closed_before_the_answer_is_remote_protocol_error() -> None:
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+
+    async with _server(handler) as url, make_client(_config(), base_url=url) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/")
+
+
+async def test_a_body_cut_mid_way_is_remote_protocol_error() -> None:
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n8\r\ndata: a\n\r\n")
+
+    async with (
+        _server(handler) as url,
+        make_client(_config(), base_url=url) as client,
+        client.stream("GET", "/") as response,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await response.aread()
+
+
+async def test_a_silent_upstream_is_read_timeout() -> None:
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+        await anyio.sleep(5)
+
+    async with _server(handler) as url, make_client(_config(), base_url=url) as client:
+        with anyio.fail_after(3), pytest.raises(httpx.ReadTimeout):
+            await client.get("/", timeout=httpx.Timeout(0.2))
