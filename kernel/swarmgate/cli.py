@@ -19,9 +19,9 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import click
@@ -109,6 +109,72 @@ config_option = click.option(
     envvar="SWARMGATE_CONFIG",
     help="Config file (JSON or YAML); default: $SWARMGATE_CONFIG, else the embedded default.",
 )
+
+#: Where ``--url`` and ``--admin-key`` are read from when not given.
+GATEWAY_URL_ENV = "SWARMGATE_URL"
+GATEWAY_ADMIN_KEY_ENV = "SWARMGATE_ADMIN_KEY"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def gateway_options(func: _F) -> _F:
+    """Add ``--url`` (``$SWARMGATE_URL``) and ``--admin-key``
+    (``$SWARMGATE_ADMIN_KEY``) to a read command, passed as ``url`` and
+    ``admin_key``: with a URL the command asks that running gateway's admin
+    API (:func:`gateway_request`) instead of reading the local config and
+    usage log, and prints the same table or JSON."""
+    func = click.option(
+        "--admin-key",
+        "admin_key",
+        envvar=GATEWAY_ADMIN_KEY_ENV,
+        metavar="KEY",
+        help=f"The gateway's admin key (default: ${GATEWAY_ADMIN_KEY_ENV}).",
+    )(func)
+    return click.option(
+        "--url",
+        "url",
+        envvar=GATEWAY_URL_ENV,
+        metavar="URL",
+        help=f"Ask the gateway running at URL (its admin API) instead of the local files (default: ${GATEWAY_URL_ENV}).",
+    )(func)
+
+
+def gateway_request(
+    method: str,
+    path: str,
+    *,
+    url: str,
+    admin_key: str | None,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+) -> Any:
+    """Call a running gateway's admin API (``swarmgate_server.client``):
+    the decoded JSON answer, or the text of a non-JSON one. Raises a
+    SwarmgateError (one line, exit 2 in the CLI) when the gateway cannot be
+    reached or answers an error, and a PluginError when the server plugin,
+    which holds the client, is not installed."""
+    try:
+        client = importlib.import_module("swarmgate_server.client")
+    except ImportError:
+        raise PluginError(
+            "talking to a running gateway (--url) needs the 'swarmgate-server' distribution: install it "
+            "(or 'qwen-swarm-enhanced')",
+            namespace=GROUP,
+            name="server",
+            distribution="swarmgate-server",
+        ) from None
+    return client.admin_request(method, path, url=url, admin_key=admin_key, params=params, json=json)
+
+
+def reject_local_options(ctx: click.Context, *names: str) -> None:
+    """With ``--url``, refuse options that only make sense locally (``--log``)
+    when they were given on the command line (one line, exit 2)."""
+    for name in names:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            option = name.replace("_path", "").replace("_", "-")
+            raise click.UsageError(
+                f"--{option} reads local files; with --url the gateway answers: give one or the other"
+            )
 
 
 @cli.group("test")
