@@ -9,7 +9,14 @@ routes, weights and thresholds (``monitoring.advisor``). The fingerprint
 database (for the caching rule) is read next to the log. A log with no
 request within ``lookback`` of now is analysed as of its newest request.
 
-Exit status: 0, or 2 for a bad option, config or log (one line on stderr).
+With ``--url`` (or ``$SWARMGATE_URL``) each command asks a running
+gateway's advisor instead (``GET /admin/recommendations``,
+``/admin/optimize/routing``, ``/admin/analyze/bottlenecks``, with the admin
+key from ``--admin-key`` or ``$SWARMGATE_ADMIN_KEY``): its config and its
+usage log, up to the last request it served. The output is the same.
+
+Exit status: 0, or 2 for a bad option, config or log, or a gateway that
+cannot be reached or refuses (one line on stderr).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from swarmgate import PluginError, SwarmgateConfig, load_config
-from swarmgate.cli import config_option
+from swarmgate.cli import config_option, gateway_options, gateway_request, reject_local_options
 from swarmgate.paths import data_path
 from swarmgate_advisor.advisor import Advisor
 from swarmgate_advisor.duplicates import default_path
@@ -130,6 +137,12 @@ def _json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _remote(url: str, admin_key: str | None, path: str, params: dict[str, Any]) -> Any:
+    """``GET path`` on the gateway at ``url``; ``--log`` on the command line is refused."""
+    reject_local_options(click.get_current_context(), "log_path")
+    return gateway_request("GET", path, url=url, admin_key=admin_key, params=params)
+
+
 # -- recommendations ------------------------------------------------------------------
 
 
@@ -138,11 +151,24 @@ def _json(data: Any) -> None:
 @log_option
 @window_option
 @json_option
-def recommendations_command(config_path: Path | None, log_path: Path | None, window: str | None, as_json: bool) -> None:
-    """Data-driven recommendations from the usage log: each with its impact
-    and the config change (`config set` command) that applies it."""
+@gateway_options
+def recommendations_command(
+    config_path: Path | None,
+    log_path: Path | None,
+    window: str | None,
+    as_json: bool,
+    url: str | None,
+    admin_key: str | None,
+) -> None:
+    """Data-driven recommendations from the usage log (or a running gateway
+    with --url): each with its impact and the config change (`config set`
+    command) that applies it."""
     lookback = _lookback(window)
-    found = _run(config_path, log_path, lambda advisor: advisor.recommendations(lookback))
+    if url:
+        answer = _remote(url, admin_key, "/admin/recommendations", {"window": window})
+        found = answer["recommendations"]
+    else:
+        found = _run(config_path, log_path, lambda advisor: advisor.recommendations(lookback))
     if as_json:
         _json(found)
         return
@@ -185,20 +211,38 @@ def _change(value: float | None) -> str:
 @log_option
 @window_option
 @json_option
+@gateway_options
 def routing_command(
-    target: str, config_path: Path | None, log_path: Path | None, window: str | None, as_json: bool
+    target: str,
+    config_path: Path | None,
+    log_path: Path | None,
+    window: str | None,
+    as_json: bool,
+    url: str | None,
+    admin_key: str | None,
 ) -> None:
     """Replay the recorded traffic under the other strategies and weights:
     projected cost, latency and success rate of each against the actual
-    figures, the best for TARGET, and the config change that gets it."""
+    figures, the best for TARGET, and the config change that gets it (from
+    the usage log, or a running gateway with --url)."""
     lookback = _lookback(window)
-    report: ReplayReport = _run(config_path, log_path, lambda advisor: advisor.replay(target, lookback))
+    if url:
+        data = _remote(url, admin_key, "/admin/optimize/routing", {"target": target, "window": window})
+    else:
+        report: ReplayReport = _run(config_path, log_path, lambda advisor: advisor.replay(target, lookback))
+        data = report.to_dict()
     if as_json:
-        _json(report.to_dict())
+        _json(data)
         return
-    console = Console()
-    data = report.to_dict()
-    table = Table(title=f"routing replay for {target}: {report.requests} recorded requests")
+    print_replay(data)
+
+
+def print_replay(data: dict[str, Any], console: Console | None = None) -> None:
+    """Render a replay report (:meth:`ReplayReport.to_dict`) as a table, the
+    best policy and the ``config set`` commands that get it."""
+    console = console or Console()
+    target = data["target"]
+    table = Table(title=f"routing replay for {target}: {data['requests']} recorded requests")
     for column in ("policy", "cost", "cost/day", "vs actual", "mean ms", "p95 ms", "success", "attempts/req", ""):
         table.add_column(column, justify="right" if column not in ("policy", "") else "left")
     actual = data["actual"]
@@ -226,17 +270,19 @@ def routing_command(
             "[bold green]best[/]" if row["best"] else "",
         )
     console.print(table)
-    best = report.best
+    best = next((row for row in data["candidates"] if row["best"]), None)
     if best is not None:
-        if best.changes:
+        if best["changes"]:
             from swarmgate_advisor.rules import config_command
 
-            console.print(f"best for {target}: [bold]{escape(best.name)}[/] ({escape(best.description)}); apply with:")
-            for change in best.changes:
+            console.print(
+                f"best for {target}: [bold]{escape(best['name'])}[/] ({escape(best['description'])}); apply with:"
+            )
+            for change in best["changes"]:
                 console.print("  " + escape(config_command(change["path"], change["value"])))
         else:
-            console.print(f"best for {target}: [bold]{escape(best.name)}[/]: keep the current config")
-    for note in report.notes:
+            console.print(f"best for {target}: [bold]{escape(best['name'])}[/]: keep the current config")
+    for note in data["notes"]:
         console.print(f"[dim]note: {escape(note)}[/]")
 
 
@@ -248,12 +294,24 @@ def routing_command(
 @log_option
 @window_option
 @json_option
-def bottlenecks_command(config_path: Path | None, log_path: Path | None, window: str | None, as_json: bool) -> None:
+@gateway_options
+def bottlenecks_command(
+    config_path: Path | None,
+    log_path: Path | None,
+    window: str | None,
+    as_json: bool,
+    url: str | None,
+    admin_key: str | None,
+) -> None:
     """Where the recorded traffic loses time or fails: the slowest targets
     (p95, time to first token), failure hot spots by error kind, and the
-    attempts failover adds per request."""
+    attempts failover adds per request (from the usage log, or a running
+    gateway with --url)."""
     lookback = _lookback(window)
-    report = _run(config_path, log_path, lambda advisor: advisor.bottlenecks(lookback))
+    if url:
+        report = _remote(url, admin_key, "/admin/analyze/bottlenecks", {"window": window})
+    else:
+        report = _run(config_path, log_path, lambda advisor: advisor.bottlenecks(lookback))
     if as_json:
         _json(report)
         return

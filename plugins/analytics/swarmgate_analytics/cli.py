@@ -9,14 +9,22 @@ aggregation as the live ``get_analytics()``
 config, when given, adds the configured providers and models (shown even
 without traffic) and the load-balancing weights.
 
-Exit status: 0, or 2 for a bad option, config or log (one line on stderr).
+With ``--url`` (or ``$SWARMGATE_URL``) each command asks a running
+gateway instead: ``GET /admin/analytics?window=`` (and ``/admin/config``
+for the weights; ``/admin/export?format=`` for ``export metrics``) with the
+admin key (``--admin-key``, ``$SWARMGATE_ADMIN_KEY``), and prints the same
+table or JSON. Without ``--window`` a gateway's figures cover its life since
+start; a window longer than its live windows comes from its usage log.
+
+Exit status: 0, or 2 for a bad option, config or log, or a gateway that
+cannot be reached or refuses (one line on stderr).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +37,7 @@ from rich.table import Table
 
 from swarmgate import PluginError, SwarmgateConfig, load_config
 from swarmgate import registry as _registry
-from swarmgate.cli import config_option
+from swarmgate.cli import config_option, gateway_options, gateway_request, reject_local_options
 from swarmgate_analytics.service import RecordReader, RecordsSource
 
 T = TypeVar("T")
@@ -120,8 +128,22 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:.6f}" if value < 1 else f"${value:,.2f}"
 
 
-def _title(what: str, window: str | None) -> str:
+def _title(what: str, window: str | None, url: str | None = None) -> str:
+    if url:
+        return f"{what} ({'last ' + window if window else 'since start'}, gateway at {url})"
     return f"{what} ({'last ' + window if window else 'whole log'})"
+
+
+def _report(url: str | None, admin_key: str | None, window: str | None, log_path: Path | None) -> dict[str, Any] | None:
+    """The running gateway's analytics document (``GET /admin/analytics``)
+    when ``url`` is given, else ``None`` (read the local log)."""
+    if not url:
+        return None
+    reject_local_options(click.get_current_context(), "log_path")
+    report: dict[str, Any] = gateway_request(
+        "GET", "/admin/analytics", url=url, admin_key=admin_key, params={"window": window}
+    )
+    return report
 
 
 # -- analytics providers ----------------------------------------------------------------
@@ -133,25 +155,33 @@ def _title(what: str, window: str | None) -> str:
 @json_option
 @config_option
 @log_option
+@gateway_options
 def providers_command(
-    detailed: bool, window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None
+    detailed: bool,
+    window: str | None,
+    as_json: bool,
+    config_path: Path | None,
+    log_path: Path | None,
+    url: str | None,
+    admin_key: str | None,
 ) -> None:
-    """Per-provider success rate, latency and cost from the usage log;
-    --detailed: every figure, per provider and per model."""
+    """Per-provider success rate, latency and cost from the usage log (or a
+    running gateway with --url); --detailed: every figure, per provider and
+    per model."""
 
     async def work(source: RecordsSource) -> dict[str, Any]:
         return await source.analytics(window)
 
-    report = _run(config_path, log_path, work)
+    report = _report(url, admin_key, window, log_path) or _run(config_path, log_path, work)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     console = Console()
     if detailed:
-        console.print(_detail_table(_title("providers", window), report["providers"]))
-        console.print(_detail_table(_title("models", window), report["models"]))
+        console.print(_detail_table(_title("providers", window, url), report["providers"]))
+        console.print(_detail_table(_title("models", window, url), report["models"]))
     else:
-        console.print(_figures_table(_title("providers", window), report["providers"], "provider"))
+        console.print(_figures_table(_title("providers", window, url), report["providers"], "provider"))
     totals = report["totals"]
     console.print(
         f"{totals['requests']} requests: {totals['successes']} answered ({totals['cacheHits']} from cache), "
@@ -255,19 +285,28 @@ def cost_rows(report: dict[str, Any], by_provider: bool) -> dict[str, Any]:
 @json_option
 @config_option
 @log_option
+@gateway_options
 def costs_command(
-    by_provider: bool, window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None
+    by_provider: bool,
+    window: str | None,
+    as_json: bool,
+    config_path: Path | None,
+    log_path: Path | None,
+    url: str | None,
+    admin_key: str | None,
 ) -> None:
-    """Spend per provider or model from the usage log, largest first."""
+    """Spend per provider or model from the usage log (or a running gateway
+    with --url), largest first."""
 
     async def work(source: RecordsSource) -> dict[str, Any]:
         return cost_rows(await source.analytics(window), by_provider)
 
-    costs = _run(config_path, log_path, work)
+    remote = _report(url, admin_key, window, log_path)
+    costs = cost_rows(remote, by_provider) if remote is not None else _run(config_path, log_path, work)
     if as_json:
         click.echo(json.dumps(costs, indent=2))
         return
-    table = Table(title=_title("costs by " + costs["groupBy"], window))
+    table = Table(title=_title("costs by " + costs["groupBy"], window, url))
     for column in ("provider" if by_provider else "provider/model", "cost", "share", "requests", "per request"):
         table.add_column(column, justify="left" if column.startswith("provider") else "right")
     for column in ("tokens in", "tokens out", "per 1k tokens"):
@@ -299,7 +338,6 @@ def balance_rows(report: dict[str, Any], config: SwarmgateConfig | None) -> dict
     to its share of the configured load-balancing weights
     (``routing.loadBalancing.weights``, else the provider's ``weight``) among
     the enabled providers; ``None`` weights without a config."""
-    rows = report["providers"]
     weights: dict[str, float] = {}
     algorithm = None
     if config is not None:
@@ -308,6 +346,28 @@ def balance_rows(report: dict[str, Any], config: SwarmgateConfig | None) -> dict
         for name, provider in config.providers.items():
             if provider.enabled:
                 weights[name] = balancing.weights.get(name, provider.weight)
+    return _balance(report, algorithm, weights)
+
+
+def document_weights(document: Mapping[str, Any]) -> tuple[str | None, dict[str, float]]:
+    """The balancer and the enabled providers' weights of a config document
+    as a gateway's ``GET /admin/config`` answers it (camelCase, every key)."""
+    routing = document.get("routing") or {}
+    balancing = routing.get("loadBalancing") or {}
+    if isinstance(balancing, str):
+        balancing = {"algorithm": balancing}
+    explicit = balancing.get("weights") or {}
+    weights: dict[str, float] = {}
+    for name, provider in (document.get("providers") or {}).items():
+        if isinstance(provider, Mapping) and provider.get("enabled", True):
+            weight = explicit.get(name, provider.get("weight", 1.0))
+            weights[name] = float(weight) if isinstance(weight, int | float) else 1.0
+    algorithm = balancing.get("algorithm")
+    return (algorithm if isinstance(algorithm, str) else "round-robin"), weights
+
+
+def _balance(report: dict[str, Any], algorithm: str | None, weights: dict[str, float]) -> dict[str, Any]:
+    rows = report["providers"]
     traffic = sum(row["totalRequests"] for row in rows)
     weight_total = sum(weights.values())
     out = []
@@ -336,20 +396,35 @@ def balance_rows(report: dict[str, Any], config: SwarmgateConfig | None) -> dict
 @json_option
 @config_option
 @log_option
-def load_balancing_command(window: str | None, as_json: bool, config_path: Path | None, log_path: Path | None) -> None:
-    """Each provider's share of the traffic against its configured weight."""
-    config = _config(config_path)
+@gateway_options
+def load_balancing_command(
+    window: str | None,
+    as_json: bool,
+    config_path: Path | None,
+    log_path: Path | None,
+    url: str | None,
+    admin_key: str | None,
+) -> None:
+    """Each provider's share of the traffic against its configured weight
+    (from the usage log and the config, or a running gateway with --url)."""
+    remote = _report(url, admin_key, window, log_path)
+    if remote is not None:
+        assert url is not None
+        document = gateway_request("GET", "/admin/config", url=url, admin_key=admin_key)
+        balance = _balance(remote, *document_weights(document))
+    else:
+        config = _config(config_path)
 
-    async def work(source: RecordsSource) -> dict[str, Any]:
-        return balance_rows(await source.analytics(window), config)
+        async def work(source: RecordsSource) -> dict[str, Any]:
+            return balance_rows(await source.analytics(window), config)
 
-    with _opened(config, log_path) as reader:
-        balance = anyio.run(work, RecordsSource(reader, config))
+        with _opened(config, log_path) as reader:
+            balance = anyio.run(work, RecordsSource(reader, config))
     if as_json:
         click.echo(json.dumps(balance, indent=2))
         return
     algorithm = balance["algorithm"] or "unknown: no --config"
-    table = Table(title=_title(f"load balancing ({algorithm})", window))
+    table = Table(title=_title(f"load balancing ({algorithm})", window, url))
     for column in ("provider", "requests", "share", "weight", "weight share", "deviation", "success", "avg latency"):
         table.add_column(column, justify="left" if column == "provider" else "right")
     for row in balance["rows"]:
@@ -381,10 +456,23 @@ def load_balancing_command(window: str | None, as_json: bool, config_path: Path 
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @config_option
 @log_option
+@gateway_options
 def export_metrics_command(
-    format_name: str, output: Path | None, config_path: Path | None, log_path: Path | None
+    format_name: str,
+    output: Path | None,
+    config_path: Path | None,
+    log_path: Path | None,
+    url: str | None,
+    admin_key: str | None,
 ) -> None:
-    """Render the usage log's metrics with an exporter (json, csv, prometheus)."""
+    """Render the usage log's metrics with an exporter (json, csv,
+    prometheus); with --url, a running gateway's (its exporter renders them)."""
+    if url:
+        reject_local_options(click.get_current_context(), "log_path")
+        answer = gateway_request("GET", "/admin/export", url=url, admin_key=admin_key, params={"format": format_name})
+        text = answer if isinstance(answer, str) else json.dumps(answer, indent=2)
+        _emit(text, format_name, output)
+        return
     exporter = _registry.load_driver(_registry.EXPORTERS, format_name)()
     render = getattr(exporter, "render_source", None)
     if render is None:
@@ -398,7 +486,10 @@ def export_metrics_command(
         text: str = await render(source)
         return text
 
-    text = _run(config_path, log_path, work)
+    _emit(_run(config_path, log_path, work), format_name, output)
+
+
+def _emit(text: str, format_name: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:

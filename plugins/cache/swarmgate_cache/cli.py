@@ -15,8 +15,15 @@ cache of a running manager, :func:`print_stats` and :func:`print_cleared`
 render the dictionaries they return (e.g. fetched from a gateway's admin
 endpoint instead).
 
+With ``--url`` (or ``$SWARMGATE_URL``) both act on that running gateway's
+cache through its admin API (``GET /admin/cache/stats``, ``POST
+/admin/cache/invalidate``, with the admin key from ``--admin-key`` or
+``$SWARMGATE_ADMIN_KEY``), whatever its state backend, and print the same
+table or JSON.
+
 Exit status: 0, or 2 for a config error (the kernel's CLI group prints
-one line), e.g. a config without ``optimization.caching``.
+one line), e.g. a config without ``optimization.caching``, or a gateway
+that cannot be reached or refuses.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swarmgate import ConfigError, ProviderManager
+from swarmgate.cli import gateway_options, gateway_request
 from swarmgate.config import SwarmgateConfig
 from swarmgate_cache.service import ResponseCache
 
@@ -98,8 +106,11 @@ async def clear_cache(
         return {"removed": removed, "criteria": given, "backend": cache.backend, "namespace": cache.settings.namespace}
 
 
-def print_stats(stats: dict[str, Any], as_json: bool = False, console: Console | None = None) -> None:
-    """Render :func:`read_stats`'s dictionary as JSON or a table."""
+def print_stats(
+    stats: dict[str, Any], as_json: bool = False, console: Console | None = None, *, remote: bool = False
+) -> None:
+    """Render :func:`read_stats`'s dictionary as JSON or a table (``remote``:
+    a running gateway's, so no note about this process's memory backend)."""
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -116,11 +127,13 @@ def print_stats(stats: dict[str, Any], as_json: bool = False, console: Console |
     for name in ("stores", "evictions", "skipped", "invalidated", "tampered"):
         table.add_row(name, str(stats[name]))
     console.print(table)
-    if stats["backend"] == "memory":
+    if stats["backend"] == "memory" and not remote:
         console.print(MEMORY_NOTE)
 
 
-def print_cleared(result: dict[str, Any], as_json: bool = False, console: Console | None = None) -> None:
+def print_cleared(
+    result: dict[str, Any], as_json: bool = False, console: Console | None = None, *, remote: bool = False
+) -> None:
     """Render :func:`clear_cache`'s dictionary as JSON or a line of text."""
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -130,8 +143,22 @@ def print_cleared(result: dict[str, Any], as_json: bool = False, console: Consol
     what = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in criteria.items()) or "all entries"
     removed = result["removed"]
     console.print(f"removed {removed} cached {'entry' if removed == 1 else 'entries'} ({what})")
-    if result["backend"] == "memory":
+    if result["backend"] == "memory" and not remote:
         console.print(MEMORY_NOTE)
+
+
+def clear_remote(url: str, admin_key: str | None, criteria: dict[str, Any]) -> dict[str, Any]:
+    """:func:`clear_cache` on the running gateway at ``url``
+    (``POST /admin/cache/invalidate``), in the same shape."""
+    given = {name: value for name, value in criteria.items() if value is not None}
+    body: dict[str, Any] = {"olderThan" if k == "older_than" else k: v for k, v in given.items()} or {"all": True}
+    answer = gateway_request("POST", "/admin/cache/invalidate", url=url, admin_key=admin_key, json=body)
+    return {
+        "removed": answer["invalidated"],
+        "criteria": given,
+        "backend": answer.get("backend"),
+        "namespace": answer.get("namespace"),
+    }
 
 
 _config_option = click.option(
@@ -147,8 +174,13 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 @click.command("stats")
 @_config_option
 @_json_option
-def stats_command(config_path: Path | None, as_json: bool) -> None:
-    """Hits, misses, hit ratio, cost saved, entries, evictions of the response cache."""
+@gateway_options
+def stats_command(config_path: Path | None, as_json: bool, url: str | None, admin_key: str | None) -> None:
+    """Hits, misses, hit ratio, cost saved, entries, evictions of the
+    response cache (a running gateway's with --url)."""
+    if url:
+        print_stats(gateway_request("GET", "/admin/cache/stats", url=url, admin_key=admin_key), as_json, remote=True)
+        return
     print_stats(anyio.run(read_stats, config_path), as_json)
 
 
@@ -162,6 +194,7 @@ def stats_command(config_path: Path | None, as_json: bool) -> None:
 @click.option("--key", help="Only the entry with this cache key.")
 @_config_option
 @_json_option
+@gateway_options
 def clear_command(
     provider: str | None,
     model: str | None,
@@ -170,8 +203,15 @@ def clear_command(
     key: str | None,
     config_path: Path | None,
     as_json: bool,
+    url: str | None,
+    admin_key: str | None,
 ) -> None:
-    """Remove cached answers: those meeting every filter given, or all of them."""
+    """Remove cached answers: those meeting every filter given, or all of
+    them (in a running gateway's cache with --url)."""
+    if url:
+        criteria = {"key": key, "provider": provider, "model": model, "tag": tag, "older_than": older_than}
+        print_cleared(clear_remote(url, admin_key, criteria), as_json, remote=True)
+        return
 
     async def run() -> dict[str, Any]:
         return await clear_cache(config_path, key=key, provider=provider, model=model, tag=tag, older_than=older_than)

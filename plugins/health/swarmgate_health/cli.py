@@ -10,9 +10,15 @@ the embedded default), and
   latency, detail and uptime (covering this run only; the background
   monitor of a long-running gateway keeps the real figures).
 
+With ``--url`` (or ``$SWARMGATE_URL``) it asks that running gateway
+instead (admin key from ``--admin-key`` or ``$SWARMGATE_ADMIN_KEY``): its
+providers (``GET /admin/providers``), and with ``--health`` a probe of each
+now (``POST /admin/health/check``) next to the uptime and last check
+results its background monitor keeps (``GET /health/providers``).
+
 Exit status: 0 when every probed provider is healthy (always, without
-``--health``), 1 otherwise, 2 on a config or plugin error (the kernel's CLI
-group maps those).
+``--health``), 1 otherwise, 2 on a config or plugin error, or a gateway
+that cannot be reached or refuses (the kernel's CLI group maps those).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from swarmgate import ProviderManager
+from swarmgate.cli import gateway_options, gateway_request
 from swarmgate_health.monitor import HealthMonitor, RoundResult
 from swarmgate_health.settings import load_settings
 
@@ -57,13 +64,17 @@ def add_commands(cli: click.Group) -> None:
     help="Config file (JSON or YAML); default: $SWARMGATE_CONFIG, else the embedded default.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def providers_command(health: bool, config_path: Path | None, as_json: bool) -> None:
-    """List the configured providers; with --health, probe each once.
+@gateway_options
+def providers_command(
+    health: bool, config_path: Path | None, as_json: bool, url: str | None, admin_key: str | None
+) -> None:
+    """List the configured providers; with --health, probe each once (a
+    running gateway's providers with --url).
 
     Exits 0 when every probed provider is healthy, 1 when one is not,
     2 on a config error.
     """
-    rows = anyio.run(_rows, config_path, health)
+    rows = _remote_rows(url, admin_key, health) if url else anyio.run(_rows, config_path, health)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -111,6 +122,51 @@ async def _rows(config_path: Path | None, health: bool) -> list[dict[str, Any]]:
                 row["healthy"] = None
             rows.append(row)
         return rows
+
+
+def _remote_rows(url: str, admin_key: str | None, health: bool) -> list[dict[str, Any]]:
+    """The rows of :func:`_rows` from the gateway at ``url``: its providers;
+    with ``health`` a probe of each now, the uptime its monitor keeps and
+    the last result of each configured check."""
+    listed = gateway_request("GET", "/admin/providers", url=url, admin_key=admin_key)["providers"]
+    probes: dict[str, Any] = {}
+    monitored: dict[str, Any] = {}
+    if health:
+        probes = gateway_request("POST", "/admin/health/check", url=url, admin_key=admin_key)
+        monitored = {
+            row["name"]: row
+            for row in gateway_request("GET", "/health/providers", url=url, admin_key=admin_key)["providers"]
+        }
+    rows = []
+    for provider in listed:
+        name = provider["name"]
+        config = provider.get("config") or {}
+        row: dict[str, Any] = {
+            "provider": name,
+            "type": provider["type"],
+            "enabled": provider["enabled"],
+            "priority": config.get("priority", 100),
+            "models": list(config.get("models") or {}),
+        }
+        if health:
+            probe = probes.get(name)
+            if probe is None:
+                row.update(healthy=None, latency_ms=None, detail="disabled in the config", uptime=None, checks=[])
+            else:
+                state = monitored.get(name) or {}
+                snapshot = state.get("health") or {}
+                latency = probe.get("latency")
+                row.update(
+                    healthy=probe["healthy"],
+                    latency_ms=None if latency is None else round(latency, 3),
+                    detail=probe.get("detail") or "",
+                    uptime=state.get("uptime"),
+                    checks=[c["last"] for c in snapshot.get("checks", []) if c.get("last") is not None],
+                )
+        else:
+            row["healthy"] = None
+        rows.append(row)
+    return rows
 
 
 def _print_table(rows: list[dict[str, Any]], health: bool) -> None:
