@@ -217,7 +217,9 @@ class _Plan:
 
 
 #: Config sections that switch on a capability, and the plugin (entry-point name in the
-#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it.
+#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it. Alert delivery
+#: channels are not here: the alerts plugin checks them, accepting any plugin that
+#: declares the channel.
 CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("optimization.caching", "cache"),
     ("optimization.rateLimiting", "ratelimit"),
@@ -229,8 +231,6 @@ CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("monitoring.analytics", "analytics"),
     ("monitoring.advisor", "advisor"),
     ("monitoring.alerts", "alerts"),
-    ("monitoring.alerts.webhook", "webhook"),
-    ("monitoring.alerts.email", "email"),
     ("security.audit", "audit"),
     ("security.encryption", "encryption"),
     ("security.compliance", "compliance"),
