@@ -188,17 +188,26 @@ def test_group() -> None:
 @click.option("--model", help="Model to ask (default: the provider's default model).")
 @click.option("--prompt", default="Reply with one short sentence: are you there?", show_default=True)
 @click.option("--stream/--no-stream", default=False, help="Send the request streamed.")
-def test_provider(name: str, config_path: Path | None, model: str | None, prompt: str, stream: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
+def test_provider(
+    name: str, config_path: Path | None, model: str | None, prompt: str, stream: bool, as_json: bool
+) -> None:
     """Probe provider NAME's health, then send it one real request.
 
     Exits 0 when both succeed, 1 when either fails, 2 on a config error.
     """
-    ok = anyio.run(_test_provider, name, config_path, model, prompt, stream)
-    sys.exit(0 if ok else 1)
+    result = anyio.run(_test_provider, name, config_path, model, prompt, stream, not as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    sys.exit(0 if result["ok"] else 1)
 
 
-async def _test_provider(name: str, config_path: Path | None, model: str | None, prompt: str, stream: bool) -> bool:
-    console = Console()
+async def _test_provider(
+    name: str, config_path: Path | None, model: str | None, prompt: str, stream: bool, show: bool
+) -> dict[str, Any]:
+    """Probe, then ask; the result (``ok``, ``health``, ``request``) as a
+    JSON-ready dict, printed as a table too when ``show``."""
+    console = Console(quiet=not show)
     async with ProviderManager(config_path) as manager:
         if name not in manager.config.providers:
             raise UnknownModelError(f"unknown provider {name!r} (configured: {sorted(manager.config.providers)})")
@@ -207,9 +216,11 @@ async def _test_provider(name: str, config_path: Path | None, model: str | None,
         table = Table(title=f"test provider {name} ({manager.config.providers[name].type})", show_header=False)
         table.add_column("step")
         table.add_column("result")
+        result: dict[str, Any] = {"provider": name, "type": manager.config.providers[name].type, "stream": stream}
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
             task = progress.add_task(f"probing {name}'s health", total=None)
             health = (await manager.check_health(name))[name]
+            result["health"] = {"healthy": health.healthy, "latency_ms": health.latency, "detail": health.detail}
             table.add_row(
                 "health",
                 ("[green]healthy[/]" if health.healthy else "[red]unhealthy[/]")
@@ -226,7 +237,9 @@ async def _test_provider(name: str, config_path: Path | None, model: str | None,
                 )
                 table.add_row("request", f"[red]{failure.kind.value}[/]: {escape(failure.message)}")
                 console.print(table)
-                return False
+                result["request"] = {"ok": False, "error_kind": failure.kind.value, "error": failure.message}
+                result["ok"] = False
+                return result
         table.add_row(
             "request",
             f"[green]ok[/] {response.provider}/{response.model} in {response.latency:.0f} ms"
@@ -240,7 +253,18 @@ async def _test_provider(name: str, config_path: Path | None, model: str | None,
         table.add_row("cost", f"${response.cost:.6f}")
         table.add_row("answer", escape(response.content[:200]) + ("..." if len(response.content) > 200 else ""))
         console.print(table)
-        return health.healthy
+        result["request"] = {
+            "ok": True,
+            "model": response.model,
+            "latency_ms": response.latency,
+            "ttft_ms": response.ttft,
+            "input_tokens": response.tokens.input,
+            "output_tokens": response.tokens.output,
+            "cost": response.cost,
+            "answer": response.content,
+        }
+        result["ok"] = health.healthy
+        return result
 
 
 async def _one_request(manager: ProviderManager, request: dict[str, Any], stream: bool) -> CompletionResponse:
