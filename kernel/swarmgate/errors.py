@@ -8,7 +8,11 @@ Every failure the gateway reports is a :class:`SwarmgateError` with a stable
 * ``failover`` -- trying a *different* target may succeed (everything that is
   specific to one provider: the retryable kinds plus authentication,
   permission, not-found and context-length errors);
-* ``status_code`` -- the HTTP status a gateway answers with.
+* ``status_code`` -- the HTTP status of the error on its own (an attempt's).
+
+What a request that ended with an error is answered with, and recorded as,
+is :func:`http_status`: one mapping for the gateway's answer and the usage
+and audit logs (an upstream's 401 is the gateway's problem: 502).
 
 Configuration and plugin-loading problems are :class:`ConfigError` and
 :class:`PluginError`: they happen at start-up, never per request.
@@ -51,7 +55,8 @@ class SwarmgateError(Exception):
         message: a human-readable sentence naming what went wrong and where.
         provider, model: the target the error came from, when there is one.
         retry_after: seconds the caller should wait before trying again, if known.
-        status_code: the HTTP status a gateway maps this error to.
+        status_code: the HTTP status of this error on its own (an attempt's);
+            a request ending with it is answered with :func:`http_status`.
         upstream_status: the HTTP status the upstream answered with, if any.
         upstream_code: the provider's own error code, if any.
         cost: what the failed call still cost (set by meta-providers).
@@ -315,6 +320,52 @@ def error_for_status(
         upstream_status=status,
         upstream_code=upstream_code,
     )
+
+
+#: Upstream complaints about the gateway's own credentials or configuration:
+#: a request ending with one is the gateway's failure (502), never the
+#: caller's 401/403/404 (which a client would read as "your key is wrong").
+_GATEWAY_FAULTS: frozenset[ErrorKind] = frozenset({ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION, ErrorKind.NOT_FOUND})
+#: Share of the caller's own total timeout past which a timeout is the caller's deadline (408).
+CALLER_DEADLINE_SHARE = 0.95
+
+
+def http_status(
+    error: SwarmgateError, *, caller_timeout_ms: float | None = None, elapsed_ms: float | None = None
+) -> int:
+    """The HTTP status of a request that ended with ``error``: what a gateway
+    answers and what the usage and audit logs record (one mapping for all).
+
+    * :class:`NoProviderAvailableError` with a ``last_error`` (every target
+      was tried and failed): the status of that last error, by the rules
+      below; without one (no target could be tried): 503;
+    * :class:`UnknownModelError` (the caller named something not configured): 404;
+    * an upstream's authentication, permission or not-found error: 502 (the
+      gateway's keys or configuration are at fault, not the caller's);
+    * anything else: the error's own ``status_code`` (timeout 504, rate
+      limited and budget 429, overloaded 503, other upstream failures 502,
+      invalid request 400, cancelled by the caller 499, a plugin's own
+      status), 500 when that is not an HTTP status;
+    * a timeout once ``elapsed_ms`` reached :data:`CALLER_DEADLINE_SHARE` of
+      ``caller_timeout_ms`` (the total timeout the caller set for this
+      request): 408, the caller's own deadline rather than an upstream's.
+
+    Pure and cheap: no I/O, a few attribute reads."""
+    decisive = error
+    while isinstance(decisive, NoProviderAvailableError) and decisive.last_error is not None:
+        decisive = decisive.last_error
+    kind = decisive.kind
+    if kind in _GATEWAY_FAULTS and not isinstance(decisive, UnknownModelError):
+        return 502
+    if (
+        kind is ErrorKind.TIMEOUT
+        and caller_timeout_ms is not None
+        and elapsed_ms is not None
+        and elapsed_ms >= caller_timeout_ms * CALLER_DEADLINE_SHARE
+    ):
+        return 408
+    status = decisive.status_code
+    return status if 100 <= status <= 599 else 500
 
 
 class ConfigError(ValueError):

@@ -51,7 +51,7 @@ import anyio.to_thread
 import attrs
 
 from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateConfig, SwarmgateError
-from swarmgate.errors import ERROR_CLASSES
+from swarmgate.errors import ERROR_CLASSES, http_status
 from swarmgate.logs import get_logger
 from swarmgate_audit.chain import GENESIS, canonical_json, hashed_form, personal_digest, record_hash
 from swarmgate_audit.records import ADMIN, REQUEST, AuditRecord, ChainBreak, Encryptor, VerifyReport
@@ -306,7 +306,9 @@ class _Builder:
             level = "info"
         else:
             assert error is not None
-            ok, status, kind = False, error.status_code, error.kind.value
+            timeout = request.timeouts.total if request.timeouts is not None else None
+            status = http_status(error, caller_timeout_ms=timeout, elapsed_ms=latency_ms)
+            ok, kind = False, error.kind.value
             if attempts:
                 provider, model = attempts[-1].provider, attempts[-1].model
             else:

@@ -2,7 +2,10 @@
 caller's dialect (OpenAI's or Anthropic's).
 
 :class:`GatewayError` is what the HTTP layer raises and renders. Kernel
-errors are mapped once, in :func:`from_swarmgate`:
+errors are mapped once, in :func:`from_swarmgate`; the status comes from
+the kernel's :func:`swarmgate.errors.http_status`, the same mapping the
+usage and audit logs record, so a client's answer and the logged status
+always agree:
 
 ==========================================  =====================================
 kernel error                                 HTTP status (code)
@@ -13,8 +16,8 @@ unknown model, route or provider            404 (``model_not_found``)
 rate limited / budget exceeded              429 (``rate_limit_exceeded`` /
                                              ``budget_exceeded``) with ``Retry-After``
 every target failed: by the last error      429 rate limited, 504 timeout,
-                                             503 overloaded, 502 other upstream failures
-                                             (auth, 5xx, connection, not found upstream)
+                                             503 overloaded or refused, 502 other upstream
+                                             failures (auth, 5xx, connection, not found upstream)
 no target could be tried (all filtered)     503 (``no_provider_available``)
 the caller's own ``timeouts.total`` passed  408 (``request_timeout``)
 ==========================================  =====================================
@@ -22,7 +25,8 @@ the caller's own ``timeouts.total`` passed  408 (``request_timeout``)
 Upstream authentication and permission failures are the gateway's problem
 (its provider keys), not the caller's: they are 502, never 401/403, which a
 client would read as "your key is wrong". 499 (the caller went away) is
-never sent: nobody is left to read it.
+never sent: nobody is left to read it. A cancelled request the gateway can
+still answer was cancelled by something else (the gateway stopping): 503.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Final
 import orjson
 
 from swarmgate import ErrorKind, NoProviderAvailableError, SwarmgateError, UnknownModelError
+from swarmgate.errors import ERROR_CLASSES, http_status
 
 #: OpenAI's ``error.type`` for each status the gateway sends.
 OPENAI_TYPES: Final[dict[int, str]] = {
@@ -66,29 +71,32 @@ ANTHROPIC_TYPES: Final[dict[int, str]] = {
     504: "timeout_error",
 }
 
-#: Status of a request whose every attempt failed, by the last failure's kind.
-_EXHAUSTED_STATUS: Final[dict[ErrorKind, tuple[int, str]]] = {
-    ErrorKind.RATE_LIMITED: (429, "rate_limit_exceeded"),
-    ErrorKind.BUDGET_EXCEEDED: (429, "budget_exceeded"),
-    ErrorKind.TIMEOUT: (504, "upstream_timeout"),
-    ErrorKind.OVERLOADED: (503, "upstream_overloaded"),
-    ErrorKind.INVALID_REQUEST: (400, "invalid_request"),
-    ErrorKind.CONTEXT_LENGTH_EXCEEDED: (400, "context_length_exceeded"),
-    ErrorKind.CONTENT_FILTERED: (400, "content_filter"),
+#: Code of a request whose every attempt failed, by the last failure's kind.
+_EXHAUSTED_CODE: Final[dict[ErrorKind, str]] = {
+    ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.BUDGET_EXCEEDED: "budget_exceeded",
+    ErrorKind.TIMEOUT: "upstream_timeout",
+    ErrorKind.OVERLOADED: "upstream_overloaded",
+    ErrorKind.INVALID_REQUEST: "invalid_request",
+    ErrorKind.CONTEXT_LENGTH_EXCEEDED: "context_length_exceeded",
+    ErrorKind.CONTENT_FILTERED: "content_filter",
+    ErrorKind.NO_PROVIDER_AVAILABLE: "no_provider_available",
 }
 
-#: Status of an error that ended the request directly, by kind.
-_DIRECT_STATUS: Final[dict[ErrorKind, tuple[int, str]]] = {
-    **_EXHAUSTED_STATUS,
-    ErrorKind.NOT_FOUND: (502, "upstream_not_found"),
-    ErrorKind.AUTHENTICATION: (502, "upstream_authentication"),
-    ErrorKind.PERMISSION: (502, "upstream_permission"),
-    ErrorKind.SERVER_ERROR: (502, "upstream_error"),
-    ErrorKind.CONNECTION_ERROR: (502, "upstream_unreachable"),
-    ErrorKind.NO_PROVIDER_AVAILABLE: (503, "no_provider_available"),
-    # Only when the gateway itself cancels (shutting down): the caller is still there.
-    ErrorKind.CANCELLED: (503, "request_cancelled"),
+#: Code of an error that ended the request directly, by kind.
+_DIRECT_CODE: Final[dict[ErrorKind, str]] = {
+    **_EXHAUSTED_CODE,
+    ErrorKind.NOT_FOUND: "upstream_not_found",
+    ErrorKind.AUTHENTICATION: "upstream_authentication",
+    ErrorKind.PERMISSION: "upstream_permission",
+    ErrorKind.SERVER_ERROR: "upstream_error",
+    ErrorKind.CONNECTION_ERROR: "upstream_unreachable",
+    ErrorKind.CANCELLED: "request_cancelled",
 }
+
+#: The status of each kind's own class: a plugin's subclass that sets another
+#: status (a state backend's 503) gets its kind's name as the code instead.
+_KIND_STATUS: Final[dict[ErrorKind, int]] = {kind: cls.status_code for kind, cls in ERROR_CLASSES.items()}
 
 
 class GatewayError(Exception):
@@ -143,26 +151,28 @@ def from_swarmgate(
     error: SwarmgateError, *, caller_timeout_ms: float | None = None, elapsed_ms: float = 0.0
 ) -> GatewayError:
     """The HTTP answer for a request that ended with ``error`` (see the
-    module docstring for the mapping). ``caller_timeout_ms`` is the total
-    timeout the caller set for this request: a timeout at or past it is the
-    caller's deadline (408), not an upstream's (504)."""
+    module docstring for the mapping; the status is
+    :func:`~swarmgate.errors.http_status`'s). ``caller_timeout_ms`` is the
+    total timeout the caller set for this request: a timeout at or past it
+    is the caller's deadline (408), not an upstream's (504)."""
     attempts = len(error.attempts)
-    decisive: SwarmgateError = error
+    status = http_status(error, caller_timeout_ms=caller_timeout_ms, elapsed_ms=elapsed_ms)
     if isinstance(error, UnknownModelError):
-        return GatewayError(404, error.message, code="model_not_found", param="model", attempts=attempts)
-    if isinstance(error, NoProviderAvailableError):
-        if error.last_error is None:
-            return GatewayError(
-                503, str(error), code="no_provider_available", retry_after=error.retry_after, attempts=attempts
-            )
-        decisive = error.last_error
-        status, code = _EXHAUSTED_STATUS.get(decisive.kind, (502, "upstream_error"))
+        return GatewayError(status, error.message, code="model_not_found", param="model", attempts=attempts)
+    decisive: SwarmgateError = error
+    if isinstance(error, NoProviderAvailableError) and error.last_error is not None:
+        while isinstance(decisive, NoProviderAvailableError) and decisive.last_error is not None:
+            decisive = decisive.last_error
+        code = _EXHAUSTED_CODE.get(decisive.kind, "upstream_error")
     else:
-        status, code = _DIRECT_STATUS.get(
-            decisive.kind, (error.status_code if error.status_code < 600 else 500, "error")
-        )
-    if decisive.kind is ErrorKind.TIMEOUT and caller_timeout_ms is not None and elapsed_ms >= caller_timeout_ms * 0.95:
-        status, code = 408, "request_timeout"
+        code = _DIRECT_CODE.get(decisive.kind, "error")
+    if status == 408:
+        code = "request_timeout"
+    elif status == 499:
+        # The caller is still there to read this: something else cancelled it.
+        status = 503
+    elif status != 502 and status != _KIND_STATUS.get(decisive.kind, status):
+        code = decisive.kind.value  # a plugin's error class with a status of its own
     retry_after = error.retry_after if error.retry_after is not None else decisive.retry_after
     if status not in (429, 503):
         retry_after = None

@@ -48,7 +48,7 @@ from swarmgate import (
     SwarmgateConfig,
     SwarmgateError,
 )
-from swarmgate.errors import ERROR_CLASSES, ErrorKind
+from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
 from swarmgate.logs import get_logger
 from swarmgate_usage.records import AttemptRecord, UsageRecord
 from swarmgate_usage.settings import UsageLogSettings
@@ -293,7 +293,9 @@ def failure_record(
     stream: bool = False,
 ) -> UsageRecord:
     """The record of a request that ended without an answer (refused,
-    failed, cancelled). ``status`` is ``error.status_code``; ``provider`` and
+    failed, cancelled). ``status`` is :func:`swarmgate.errors.http_status`
+    (what the gateway answered: 502 for an upstream failure, 503 when no
+    provider could take it, 504 timeout, 499 cancelled...); ``provider`` and
     ``model`` are those of the last attempt (else the error's own, else
     ``None``); tokens and cost are summed over ``attempts``, partial usage of
     a cancelled or broken stream included; ``ttft_ms`` is the last attempt's."""
@@ -314,7 +316,11 @@ def failure_record(
         provider=provider,
         model=model,
         ok=False,
-        status=error.status_code,
+        status=http_status(
+            error,
+            caller_timeout_ms=request.timeouts.total if request.timeouts is not None else None,
+            elapsed_ms=latency_ms,
+        ),
         error_kind=kind.value if isinstance(kind, ErrorKind) else str(kind),
         input_tokens=sum(a.input_tokens for a in logged),
         output_tokens=sum(a.output_tokens for a in logged),

@@ -54,8 +54,9 @@ class UsageRecord:
       ``provider/model`` or a route name);
     * ``provider``/``model`` -- who answered, or the last target tried
       (``None`` when no target was tried: refused before routing);
-    * ``ok`` -- answered; ``status`` -- 200 when answered, else the error's
-      ``status_code`` (429, 499, 503...); ``error_kind`` -- the error's kind;
+    * ``ok`` -- answered; ``status`` -- 200 when answered, else the status
+      the gateway answers for the error (:func:`swarmgate.errors.http_status`:
+      429, 499, 502, 503...); ``error_kind`` -- the error's kind;
     * ``input_tokens``/``output_tokens``/``cost`` -- summed over every
       attempt: what the request consumed upstream, failed attempts' partial
       usage included (0 for a cache hit);
