@@ -15,6 +15,10 @@
   :class:`AdminAPIError` -- calling a running gateway's admin API from CLI
   commands (``--url``);
 * :class:`GatewayError` -- an HTTP error answer;
+* :class:`GatewayService`, :data:`GATEWAY_EXTENSION` -- what the running
+  gateway publishes as ``manager.extensions["gateway"]`` for plugin routes
+  (readiness, the admin-key rule with the current keys, the admin actor,
+  error responses, OpenAPI entries);
 * :class:`ServerPlugin` -- the entry point that adds ``serve``.
 
 The public API is exactly ``__all__``.
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarmgate_server.auth import AUTHENTICATOR_EXTENSION, Caller, KeyAuthenticator, KeyRing, ModelFilter
 from swarmgate_server.errors import GatewayError, from_swarmgate
+from swarmgate_server.extension import GATEWAY_EXTENSION, GatewayService
 from swarmgate_server.plugin import ServerPlugin
 from swarmgate_server.settings import ApiKeySettings, ServerSettings, key_digest, load_settings
 
@@ -61,11 +66,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AUTHENTICATOR_EXTENSION",
+    "GATEWAY_EXTENSION",
     "AdminAPIError",
     "ApiKeySettings",
     "Caller",
     "Gateway",
     "GatewayError",
+    "GatewayService",
     "KeyAuthenticator",
     "KeyRing",
     "ModelFilter",

@@ -42,8 +42,9 @@ from swarmgate import (
 )
 from swarmgate import registry as _registry
 from swarmgate.config import to_dict
-from swarmgate.logs import fingerprint, get_logger
-from swarmgate_server.auth import Caller, credentials
+from swarmgate.logs import get_logger
+from swarmgate.plugins import ALLOW_ENV, BLOCK_ENV
+from swarmgate_server.auth import Caller
 from swarmgate_server.errors import GatewayError, from_swarmgate
 from swarmgate_server.settings import load_settings
 
@@ -199,19 +200,42 @@ class AdminAPI:
         return endpoint
 
     def admin_only(self, app: Any) -> Any:
-        """``app`` (a plugin's ASGI route under ``/admin/``) behind the admin key."""
-        admin = self
+        """``app`` (a plugin's ASGI route under ``/admin/``) behind the admin
+        key, answering 503 while the gateway is starting or draining (like
+        the gateway's own admin routes)."""
+        service = self.gateway.service
 
         async def guarded(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "http":
                 try:
-                    admin._check_admin(Request(scope))
+                    service.require_ready()
+                    service.require_admin(Request(scope))
                 except GatewayError as error:
                     await error_response(error)(scope, receive, send)
                     return
             await app(scope, receive, send)
 
         return guarded
+
+    def plugin_missing(self, distribution: str, what: str) -> Handler:
+        """An admin endpoint answering 404 ``plugin_not_installed``: ``what``
+        needs ``distribution``, which is not installed or not loaded."""
+
+        async def missing(request: Request) -> Response:
+            raise GatewayError(
+                404,
+                f"{what} needs the plugin '{distribution}', which is not active: install it "
+                f"(and keep it allowed by {ALLOW_ENV} / {BLOCK_ENV} when those are set)",
+                code="plugin_not_installed",
+            )
+
+        return self._admin(missing)
+
+    def own_paths(self) -> frozenset[str]:
+        """The paths of the gateway's own OpenAPI document (plugins' excluded)."""
+        from swarmgate_server.openapi import spec
+
+        return frozenset(spec(__version__)["paths"])
 
     def _open(self, handler: Handler) -> Handler:
         return self._wrap(handler, "open")
@@ -222,15 +246,6 @@ class AdminAPI:
     def _admin(self, handler: Handler) -> Handler:
         return self._wrap(handler, "admin")
 
-    @staticmethod
-    def _presented(request: Request) -> str | None:
-        authorization = request.headers.get("authorization")
-        api_key = request.headers.get("x-api-key")
-        return credentials(
-            authorization.encode("latin-1") if authorization else None,
-            api_key.encode("latin-1") if api_key else None,
-        )
-
     async def _authenticate(self, request: Request) -> Caller | None:
         authorization = request.headers.get("authorization")
         api_key = request.headers.get("x-api-key")
@@ -240,24 +255,7 @@ class AdminAPI:
         )
 
     def _check_admin(self, request: Request) -> None:
-        keys = self.gateway.keys
-        key = self._presented(request)
-        if keys.has_admin_key:
-            if key is None:
-                raise GatewayError(
-                    401, "the admin API needs the admin key (Authorization: Bearer <key>)", code="missing_api_key"
-                )
-            if not keys.is_admin(key):
-                if keys.identify(key) is not None:
-                    raise GatewayError(403, "this key is not the admin key", code="admin_only")
-                raise GatewayError(401, "invalid API key", code="invalid_api_key")
-            return
-        if keys.has_keys or self.gateway._authenticator is not None:
-            raise GatewayError(
-                403,
-                "the admin API is disabled while caller keys are configured and server.adminKey is not",
-                code="admin_disabled",
-            )
+        self.gateway.service.require_admin(request, what="the admin API")
 
     def _audit(
         self, request: Request, action: str, target: str | None, details: Mapping[str, Any] | None = None
@@ -271,8 +269,7 @@ class AdminAPI:
         record = getattr(audit, "record_admin", None)
         if record is None:
             return
-        key = self._presented(request)
-        actor = fingerprint(key) if key else "anonymous"
+        actor = self.gateway.service.admin_actor(request)
         client = request.client.host if request.client else None
         try:
             record(action, actor, target, details, client=client)
@@ -426,7 +423,7 @@ class AdminAPI:
         """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
         from swarmgate_server.openapi import spec
 
-        return JSON(spec(__version__))
+        return JSON(spec(__version__, self.gateway.service.documented))
 
     # -- admin: status and providers -----------------------------------------------------
 

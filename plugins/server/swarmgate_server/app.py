@@ -68,6 +68,7 @@ from swarmgate_server.auth import (
     credentials,
 )
 from swarmgate_server.errors import GatewayError, from_swarmgate, internal_error
+from swarmgate_server.extension import GATEWAY_EXTENSION, GatewayService
 from swarmgate_server.settings import ServerSettings, load_settings
 
 log = get_logger("swarmgate.server")
@@ -82,6 +83,13 @@ RESERVED_PREFIXES: Final = ("/v1/", "/health", "/metrics", "/openapi.json")
 #: Plugin routes under this prefix are served behind the admin key (when
 #: their path is not one of the gateway's own admin routes).
 ADMIN_PREFIX: Final = "/admin/"
+#: Endpoints a plugin provides; without it, they answer 404 naming the
+#: distribution to install: path -> (methods, distribution, what it does).
+PLUGIN_ENDPOINTS: Final[dict[str, tuple[tuple[str, ...], str, str]]] = {
+    "/admin/callers/{caller}/records": (("DELETE",), "swarmgate-compliance", "erasing a caller's records (GDPR)"),
+}
+#: Seconds a non-streamed request runs before a disconnect watcher is started for it.
+WATCH_AFTER: Final = 0.25
 
 _JSON: Final = (b"content-type", b"application/json")
 _SSE: Final = (
@@ -259,6 +267,10 @@ class Gateway:
         self._tasks: anyio.abc.TaskGroup | None = None
         #: Body reads in progress: their deadline (``time.monotonic()``) and cancel scope.
         self._reads: dict[int, tuple[float, anyio.CancelScope]] = {}
+        #: Non-streamed requests being answered that nobody watches yet (see _housekeeping).
+        self._unwatched: dict[int, tuple[Receive, anyio.CancelScope, list[bool]]] = {}
+        #: What plugin routes use: ``manager.extensions["gateway"]`` while serving.
+        self.service = GatewayService(self)
         #: Why the lifespan start-up failed, if it did.
         self.startup_error: Exception | None = None
         self.admin = AdminAPI(self)
@@ -287,6 +299,17 @@ class Gateway:
         """Whether the gateway is serving (started, not shutting down)."""
         return self._ready and not self._closing
 
+    @property
+    def draining(self) -> bool:
+        """Whether the gateway is shutting down: refusing new requests,
+        waiting for the in-flight ones."""
+        return self._closing
+
+    @property
+    def authenticator(self) -> KeyAuthenticator | None:
+        """The caller-key store in use (``manager.extensions["caller_keys"]``), if any."""
+        return self._authenticator
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
         """Serve for the duration of the block: start (build and initialize
@@ -306,7 +329,7 @@ class Gateway:
             async with anyio.create_task_group() as tasks:
                 # Long-lived tasks: each stream's disconnect watcher, the slow-body reaper.
                 self._tasks = tasks
-                tasks.start_soon(self._reap_slow_bodies)
+                tasks.start_soon(self._housekeeping)
                 try:
                     yield self
                 finally:
@@ -315,6 +338,8 @@ class Gateway:
                     tasks.cancel_scope.cancel()
         finally:
             self._tasks = None
+            if self._manager is not None and self._manager.extensions.get(GATEWAY_EXTENSION) is self.service:
+                del self._manager.extensions[GATEWAY_EXTENSION]
             if self._manager is not None and self._owns_manager:
                 # Not inside a shielding scope: plugins leave task groups of their
                 # own here (entered in initialize), which must nest as entered.
@@ -330,8 +355,12 @@ class Gateway:
             await manager.initialize()
             self.configure(self._settings_override or load_settings(manager.config.section("server")))
             manager.add_caller_directory(self.keys)
+            manager.extensions[GATEWAY_EXTENSION] = self.service
             self._mount_plugin_routes(manager.plugins.gateway_routes(manager))
+            self._mount_plugin_placeholders()
         except BaseException:
+            if manager.extensions.get(GATEWAY_EXTENSION) is self.service:
+                del manager.extensions[GATEWAY_EXTENSION]
             if self._owns_manager:
                 await manager.aclose()
             raise
@@ -374,6 +403,16 @@ class Gateway:
                 route.app = self.admin.admin_only(route.app)
             self.starlette.router.routes.append(route)
 
+    def _mount_plugin_placeholders(self) -> None:
+        """Answer the well-known plugin endpoints no plugin provided with a
+        clear 404 naming the distribution to install (behind the admin key)."""
+        taken = {getattr(r, "path", None) for r in self.starlette.router.routes}
+        for path, (methods, distribution, what) in PLUGIN_ENDPOINTS.items():
+            if path not in taken:
+                self.starlette.router.routes.append(
+                    Route(path, self.admin.plugin_missing(distribution, what), methods=list(methods))
+                )
+
     async def _drain(self) -> None:
         """Refuse new requests; wait (bounded) for the in-flight ones."""
         self._drained = anyio.Event()
@@ -384,17 +423,30 @@ class Gateway:
         if self.inflight:
             log.warning("gateway_shutdown_timeout", inflight=self.inflight)
 
-    async def _reap_slow_bodies(self) -> None:
-        """Cancel body reads past ``server.bodyTimeout`` (they answer 408).
-        One task for all requests: a read costs a plain cancel scope and a
-        dict entry instead of a timer of its own."""
+    async def _housekeeping(self) -> None:
+        """One task for all requests, every :data:`WATCH_AFTER` seconds (or a
+        quarter of ``server.bodyTimeout`` when that is shorter):
+
+        * cancel body reads past ``server.bodyTimeout`` (they answer 408): a
+          read costs a plain cancel scope and a dict entry instead of a
+          timer of its own;
+        * start a disconnect watcher for each non-streamed request still
+          being answered since the last round: a request that ends sooner
+          never pays for a task of its own (~20 µs with anyio), and one its
+          client abandons is cancelled within one or two rounds (an LLM
+          answer takes seconds; the upstream call is what cancelling saves).
+        """
         while True:
-            await anyio.sleep(min(1.0, self._body_timeout / 4))
+            await anyio.sleep(min(WATCH_AFTER, self._body_timeout / 4))
             if self._reads:
                 now = time.monotonic()
                 for deadline, scope in list(self._reads.values()):
                     if now >= deadline:
                         scope.cancel()
+            if self._unwatched and self._tasks is not None:
+                waiting, self._unwatched = self._unwatched, {}
+                for receive, scope, finished in waiting.values():
+                    self._tasks.start_soon(_watch_disconnect, receive, scope, finished)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -503,7 +555,7 @@ class Gateway:
             if stream:
                 await self._stream(request, receive, send, dialect, include_usage, started)
             else:
-                await self._complete(request, send, dialect, started)
+                await self._complete(request, receive, send, dialect, started)
         finally:
             self.inflight -= 1
             if self._closing and not self.inflight and self._drained is not None:
@@ -561,9 +613,20 @@ class Gateway:
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
         )
 
-    async def _complete(self, request: CompletionRequest, send: Send, dialect: Dialect, started: float) -> None:
+    async def _complete(
+        self, request: CompletionRequest, receive: Receive, send: Send, dialect: Dialect, started: float
+    ) -> None:
+        """Answer a non-streamed request. While it runs it is registered for
+        a disconnect watcher (started by :meth:`_housekeeping` if it is still
+        running at the next round): a client that goes away cancels it, the
+        upstream call included, and the kernel records it as cancelled (499)."""
+        finished = [False]
+        scope = anyio.CancelScope()
+        token = id(scope)
+        self._unwatched[token] = (receive, scope, finished)
         try:
-            response = await self.manager.complete(request)
+            with scope:
+                response = await self.manager.complete(request)
         except SwarmgateError as exc:
             error = self._error_for(exc, request, started)
             await send_error(send, error, dialect.error_body(error))
@@ -573,6 +636,11 @@ class Gateway:
             error = internal_error(exc)
             await send_error(send, error, dialect.error_body(error))
             return
+        finally:
+            finished[0] = True
+            self._unwatched.pop(token, None)
+        if scope.cancelled_caught:
+            return  # the client went away: nobody to answer
         body = dialect.render(response, int(time.time()))
         await send({"type": "http.response.start", "status": 200, "headers": answer_headers(response, len(body))})
         await send({"type": "http.response.body", "body": body, "more_body": False})

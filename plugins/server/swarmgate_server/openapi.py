@@ -8,6 +8,7 @@ validates it with ``openapi-spec-validator``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -365,8 +366,19 @@ def _responses() -> dict[str, Any]:
     }
 
 
-def spec(version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document (``version`` is the gateway's)."""
+def spec(version: str, extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (``version`` is the gateway's); ``extra``
+    adds plugins' path items (``GatewayService.document``) after the
+    gateway's own (which win on a clash)."""
+    document = _spec(version)
+    if extra:
+        paths = document["paths"]
+        for path, item in extra.items():
+            paths.setdefault(path, dict(item))
+    return document
+
+
+def _spec(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {

@@ -4,6 +4,7 @@ threads, and a hook plugin that records what the pipeline saw."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -195,3 +196,68 @@ def _fresh_recorders(request: pytest.FixtureRequest) -> None:
     for name in ("recorder", "keyed_recorder"):
         if name in request.fixturenames:
             request.getfixturevalue(name).clear()
+
+
+class HangingUpstream:
+    """An upstream on loopback that reads each request and never answers:
+    it waits until its client goes away, counting ``requests`` read and
+    ``disconnects`` seen (its own threads, so any event loop can call it).
+    ``url`` is its base URL (``/v1`` for the OpenAI driver)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.1)
+        self.port = self._server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.requests = 0
+        self.disconnects = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="hanging-upstream", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> HangingUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._hang, args=(conn,), daemon=True).start()
+
+    def _hang(self, conn: socket.socket) -> None:
+        conn.settimeout(0.1)
+        data = b""
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    with self._lock:
+                        self.disconnects += 1
+                    return
+                data += chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                if sep:
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    if len(body) >= length:
+                        with self._lock:
+                            self.requests += 1
+                        data = body[length:]

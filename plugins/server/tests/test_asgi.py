@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from server_testkit import Recorder
+from server_testkit import HangingUpstream, Recorder
 
 from swarmgate import RequestCancelledError
 from swarmgate.testing import FakeUpstream, ScriptedReply
@@ -113,6 +113,27 @@ async def test_disconnect_cancels_the_upstream_in_process(anyio_backend: str) ->
             assert attempts[-1].error_kind == "cancelled"
             assert attempts[-1].cost > 0
             assert app.inflight == 0
+
+
+async def test_disconnect_cancels_a_non_streamed_request_in_process(anyio_backend: str) -> None:
+    recorder = Recorder()
+    with HangingUpstream() as upstream:
+        app = create_app(config(upstream.url), plugins=[recorder])
+        async with app.running():
+            client = Client(app)
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(client.call, "/v1/chat/completions", orjson.dumps(BODY))
+                    await eventually(lambda: upstream.requests == 1)
+                    client.disconnect.set()
+                await eventually(lambda: upstream.disconnects == 1)  # the upstream call was cancelled
+            assert client.messages == []  # nobody left to answer
+            ((request, error, attempts),) = recorder.failed
+            assert not request.stream
+            assert isinstance(error, RequestCancelledError)
+            assert attempts[-1].error_kind == "cancelled"
+            assert app.inflight == 0
+            assert not app._unwatched
 
 
 async def test_body_limits_in_process(anyio_backend: str) -> None:

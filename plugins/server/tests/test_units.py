@@ -3,6 +3,8 @@ dialect parsers and encoders."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import orjson
 import pytest
 
@@ -12,18 +14,23 @@ from swarmgate import (
     BudgetExceededError,
     CompletionResponse,
     ContentFilteredError,
+    ErrorKind,
     InvalidRequestError,
     NoProviderAvailableError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderTimeoutError,
     RateLimitedError,
     RequestCancelledError,
     ServerError,
     StreamStart,
+    SwarmgateError,
     TokenUsage,
     ToolCallDelta,
     UnknownModelError,
 )
+from swarmgate.errors import http_status
 from swarmgate_server import GatewayError, ServerSettings, from_swarmgate, load_settings
 from swarmgate_server.anthropic_api import MessagesStream, message_fields
 from swarmgate_server.openai_api import ChatStream, chat_fields, completion_fields
@@ -58,6 +65,42 @@ def test_error_mapping(error: Exception, status: int, code: str) -> None:
     mapped = from_swarmgate(error)  # type: ignore[arg-type]
     assert (mapped.status, mapped.code) == (status, code)
     assert mapped.status != 499
+    # The same status the usage and audit logs record (a cancellation: 499 there,
+    # while a client still there to read the answer gets 503).
+    recorded = http_status(error)  # type: ignore[arg-type]
+    assert recorded == (499 if isinstance(error, RequestCancelledError) else status)
+
+
+class StateDown(SwarmgateError):
+    """A plugin's error with a status of its own (like the Redis backend's 503)."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.SERVER_ERROR
+    status_code: ClassVar[int] = 503
+
+
+class Odd(SwarmgateError):
+    status_code: ClassVar[int] = 700
+
+
+def test_one_status_mapping_for_answers_and_logs() -> None:
+    refused = NoProviderAvailableError("outside the allowed regions")  # a refusal as the last error
+    cases: list[tuple[SwarmgateError, int, str]] = [
+        (StateDown("redis is gone"), 503, "server_error"),
+        (exhausted(StateDown("redis is gone")), 503, "server_error"),
+        (exhausted(refused), 503, "no_provider_available"),
+        (exhausted(NotFoundError("no such upstream model")), 502, "upstream_error"),
+        (PermissionDeniedError("upstream says no"), 502, "upstream_permission"),
+        (Odd("?"), 500, "server_error"),
+    ]
+    for error, status, code in cases:
+        mapped = from_swarmgate(error)
+        assert (mapped.status, mapped.code) == (status, code), error
+        assert http_status(error) == status, error
+    late = exhausted(ProviderTimeoutError("slow"))
+    assert http_status(late, caller_timeout_ms=100.0, elapsed_ms=99.0) == 408
+    assert http_status(late, caller_timeout_ms=100.0, elapsed_ms=50.0) == 504
+    assert http_status(late, caller_timeout_ms=100.0) == 504  # elapsed unknown: not the caller's deadline
+    assert from_swarmgate(late, caller_timeout_ms=100.0, elapsed_ms=99.0).code == "request_timeout"
 
 
 def test_retry_after_and_the_callers_deadline() -> None:
@@ -217,8 +260,10 @@ def test_public_api() -> None:
         "AdminAPIError",
         "ApiKeySettings",
         "Caller",
+        "GATEWAY_EXTENSION",
         "Gateway",
         "GatewayError",
+        "GatewayService",
         "KeyAuthenticator",
         "KeyRing",
         "ModelFilter",
