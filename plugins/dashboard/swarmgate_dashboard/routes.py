@@ -10,13 +10,17 @@
   (:meth:`~swarmgate_dashboard.service.DashboardService.summary`):
   protected like the gateway's admin API.
 
-Access to the feed follows the admin API's rule, with the keys of the
-config's ``server`` section: with ``server.adminKey`` set it needs that key
-(``Authorization: Bearer <key>`` or ``x-api-key``; 401 without a key or
-with an unknown one, 403 with a caller's key); without one it is open only
-while no caller key is configured (``server.apiKeys``, or a caller-key
-store in ``manager.extensions["caller_keys"]``), else 403. Errors are
-OpenAI-shaped JSON, like the gateway's.
+Access to the feed is the admin API's, applied by the gateway itself
+(``manager.extensions["gateway"]``, a
+:class:`~swarmgate_server.GatewayService`) with the keys in force now, so a
+config reload that changes them applies to the feed at once: with
+``server.adminKey`` set it needs that key (``Authorization: Bearer <key>``
+or ``x-api-key``; 401 without a key or with an unknown one, 403 with a
+caller's key); without one it is open only while no caller key is
+configured (``server.apiKeys``, or a caller-key store in
+``manager.extensions["caller_keys"]``), else 403. While the gateway is
+starting or draining the feed answers 503, like the gateway's own
+endpoints. Errors are OpenAI-shaped JSON, like the gateway's.
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ from starlette.staticfiles import StaticFiles
 
 from swarmgate import InvalidRequestError
 from swarmgate.logs import get_logger
-from swarmgate_server import AUTHENTICATOR_EXTENSION, GatewayError, KeyRing, load_settings
-from swarmgate_server.auth import credentials
+from swarmgate_server import GATEWAY_EXTENSION, GatewayError, GatewayService
 
 if TYPE_CHECKING:
     from swarmgate_dashboard.service import DashboardService
@@ -59,40 +62,17 @@ def _page_html() -> bytes:
     return resources.files("swarmgate_dashboard").joinpath("static", "index.html").read_bytes()
 
 
-class AdminGuard:
-    """The admin API's access rule (see the module docstring), with the keys
-    of ``server`` as the config holds them."""
-
-    def __init__(self, service: DashboardService) -> None:
-        self._service = service
-        self.keys = KeyRing(load_settings(service.manager.config.section("server")))
-
-    def check(self, request: Request) -> None:
-        """Raise a 401/403 :class:`~swarmgate_server.GatewayError` unless
-        ``request`` may read the feed."""
-        keys = self.keys
-        authorization = request.headers.get("authorization")
-        api_key = request.headers.get("x-api-key")
-        key = credentials(
-            authorization.encode("latin-1") if authorization else None,
-            api_key.encode("latin-1") if api_key else None,
+def check_access(service: DashboardService, request: Request) -> None:
+    """Raise a 503/401/403 :class:`~swarmgate_server.GatewayError` unless
+    the gateway is serving and ``request`` may read the feed (the admin
+    API's rule, with the gateway's current keys)."""
+    gateway = service.manager.extensions.get(GATEWAY_EXTENSION)
+    if not isinstance(gateway, GatewayService):
+        raise GatewayError(
+            503, "the dashboard's feed is served by the swarmgate gateway, which is not running", code="unavailable"
         )
-        if keys.has_admin_key:
-            if key is None:
-                raise GatewayError(
-                    401, "the dashboard needs the admin key (Authorization: Bearer <key>)", code="missing_api_key"
-                )
-            if not keys.is_admin(key):
-                if keys.identify(key) is not None:
-                    raise GatewayError(403, "this key is not the admin key", code="admin_only")
-                raise GatewayError(401, "invalid API key", code="invalid_api_key")
-            return
-        if keys.has_keys or self._service.manager.extensions.get(AUTHENTICATOR_EXTENSION) is not None:
-            raise GatewayError(
-                403,
-                "the dashboard is disabled while caller keys are configured and server.adminKey is not",
-                code="admin_disabled",
-            )
+    gateway.require_ready()
+    gateway.require_admin(request, what="the dashboard")
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -116,7 +96,6 @@ def _error(error: GatewayError) -> Response:
 
 def build_routes(service: DashboardService) -> list[BaseRoute]:
     """The dashboard's routes over ``service``."""
-    guard = AdminGuard(service)
     page = _page_html()
 
     async def dashboard(request: Request) -> Response:
@@ -130,7 +109,7 @@ def build_routes(service: DashboardService) -> list[BaseRoute]:
     async def summary(request: Request) -> Response:
         """The feed (see :meth:`DashboardService.summary`)."""
         try:
-            guard.check(request)
+            check_access(service, request)
             params = request.query_params
             window = params.get("window") or None
             if window is not None and window.strip().lower() == "all":
