@@ -9,6 +9,10 @@ ConfigError names what is missing). It publishes a
 the switches say) and registers the request hooks of the controls that are
 on (:mod:`swarmgate_compliance.hooks`); this object itself has no request hook.
 
+``gateway_routes`` gives the HTTP gateway the erasure endpoint
+``DELETE /admin/callers/{caller}/records`` (:mod:`swarmgate_compliance.routes`,
+behind the admin key, listed in ``/openapi.json``).
+
 What the logs contain: the kernel logs no prompt or completion text (a
 failed attempt's log line carries the upstream's error message), and its
 structlog processor masks credentials; there is no kernel hook to add a
@@ -17,6 +21,8 @@ stored bodies, where the text is.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -95,6 +101,25 @@ class CompliancePlugin:
         if self.service is not None and manager.extensions.get(EXTENSION) is self.service:
             del manager.extensions[EXTENSION]
         self.service = None
+
+    @hookimpl
+    def gateway_routes(self, manager: ProviderManager) -> list[Any] | None:
+        """``DELETE /admin/callers/{caller}/records`` (GDPR erasure), when the
+        gateway serving it is swarmgate's (it publishes
+        ``manager.extensions["gateway"]``)."""
+        if self.service is None:
+            return None
+        try:
+            from swarmgate_server import GATEWAY_EXTENSION, GatewayService
+        except ImportError:  # another host asking for routes; the endpoint is swarmgate-server's
+            return None
+        gateway = manager.extensions.get(GATEWAY_EXTENSION)
+        if not isinstance(gateway, GatewayService):
+            log.warning("compliance_routes_not_mounted", reason="no swarmgate gateway is serving")
+            return None
+        from swarmgate_compliance.routes import build_routes
+
+        return build_routes(manager, gateway)
 
     @hookimpl
     def register_commands(self, cli: click.Group) -> None:
