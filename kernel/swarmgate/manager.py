@@ -217,9 +217,9 @@ class _Plan:
 
 
 #: Config sections that switch on a capability, and the plugin (entry-point name in the
-#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it. Alert delivery
-#: channels are not here: the alerts plugin checks them, accepting any plugin that
-#: declares the channel.
+#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it. ``monitoring.alerts``
+#: is not here: it also configures delivery plugins (webhook, email) that work without
+#: the alerts watchers, and the alerts plugin checks the channels itself.
 CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("optimization.caching", "cache"),
     ("optimization.rateLimiting", "ratelimit"),
@@ -230,7 +230,6 @@ CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("monitoring.usageLog", "usage"),
     ("monitoring.analytics", "analytics"),
     ("monitoring.advisor", "advisor"),
-    ("monitoring.alerts", "alerts"),
     ("security.audit", "audit"),
     ("security.encryption", "encryption"),
     ("security.compliance", "compliance"),
