@@ -216,20 +216,13 @@ class _Plan:
     ordered: bool
 
 
-#: Config sections that switch on a capability, and the plugin (entry-point name in the
-#: ``swarmgate`` group, package ``swarmgate_<name>``) that provides it. ``monitoring.alerts``
-#: is not here: it also configures delivery plugins (webhook, email) that work without
-#: the alerts watchers, and the alerts plugin checks the channels itself.
+#: Config sections that switch on a security capability, and the plugin (entry-point
+#: name in the ``swarmgate`` group, package ``swarmgate_<name>``) that provides it. A
+#: missing one must stop the start: running without the encryption, audit, compliance
+#: or caller-key checks the config asks for would fail open. (Other sections are read
+#: by several plugins -- the cost strategy reads ``routing.budgetLimits``, the advisor
+#: reads ``optimization.caching`` -- so their owners check them.)
 CAPABILITIES: tuple[tuple[str, str], ...] = (
-    ("optimization.caching", "cache"),
-    ("optimization.rateLimiting", "ratelimit"),
-    ("optimization.retry", "retry"),
-    ("routing.budgetLimits", "budget"),
-    ("routing.circuitBreaker", "breaker"),
-    ("routing.healthCheck", "health"),
-    ("monitoring.usageLog", "usage"),
-    ("monitoring.analytics", "analytics"),
-    ("monitoring.advisor", "advisor"),
     ("security.audit", "audit"),
     ("security.encryption", "encryption"),
     ("security.compliance", "compliance"),

@@ -56,24 +56,29 @@ class _CompositeOverOpenAI(ProviderConformance):
     def provider_config(self, url: str) -> dict[str, Any]:
         return {"mode": self.mode, "targets": [f"{INNER}/{INNER_MODEL}"]}
 
-    def config(self, url: str, model: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = super().config(url, model)
+    def config(
+        self, url: str, model: dict[str, Any] | None = None, *, timeout_ms: float | None = None
+    ) -> dict[str, Any]:
+        timeout = timeout_ms if timeout_ms is not None else self.timeout_ms
+        config = super().config(url, model, timeout_ms=timeout)
         composite = config["providers"][self.provider_name]
-        composite["timeout"] = self.timeout_ms * 2
+        composite["timeout"] = timeout * 2
         (prices,) = composite["models"].values()
         config["providers"][INNER] = {
             "type": "openai",
             "endpoint": url,
             "apiKey": composite["apiKey"],
-            "timeout": self.timeout_ms,
+            "timeout": timeout,
             "models": {INNER_MODEL: {"upstreamName": self.model, **prices}},
         }
         return config
 
-    def manager(self, url: str, model: dict[str, Any] | None = None) -> ProviderManager:
+    def manager(
+        self, url: str, model: dict[str, Any] | None = None, *, timeout_ms: float | None = None
+    ) -> ProviderManager:
         """Both drivers passed in code: the suite's allow-list admits only the kernel's plugins."""
         return ProviderManager(
-            self.config(url, model),
+            self.config(url, model, timeout_ms=timeout_ms),
             drivers={registry.PROVIDERS: {"composite": CompositeProvider, "openai": OpenAIProvider}},
         )
 
