@@ -28,6 +28,7 @@ from swarmgate.errors import (
     ServerError,
     SwarmgateError,
     UnknownModelError,
+    http_status,
 )
 from swarmgate.hookspecs import hookimpl
 from swarmgate.keys import KeySource
@@ -123,6 +124,7 @@ __all__ = [
     "__version__",
     "estimate_tokens",
     "hookimpl",
+    "http_status",
     "load_config",
     "parse_section",
 ]
