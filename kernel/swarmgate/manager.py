@@ -475,8 +475,18 @@ class ProviderManager:
     # -- callers ---------------------------------------------------------------
 
     def add_caller_directory(self, directory: CallerDirectory) -> None:
-        """Let ``directory`` answer :meth:`caller_policy` (after those added before it)."""
+        """Let ``directory`` answer :meth:`caller_policy` (after those added before it).
+
+        A plugin registers its directory in ``plugin_setup``: the plugins that
+        enforce caller limits (rate limits, budgets) run their setup
+        ``trylast`` and stay active when a directory is registered by then,
+        since any caller it knows may carry limits."""
         self._caller_directories.append(directory)
+
+    @property
+    def caller_directories(self) -> tuple[CallerDirectory, ...]:
+        """The registered caller directories, in the order they are asked."""
+        return tuple(self._caller_directories)
 
     def caller_policy(self, caller: str | None) -> CallerPolicy:
         """What ``caller`` may do: the first directory's policy that knows it,

@@ -239,8 +239,12 @@ async def test_caller_policies_come_from_the_first_directory_that_knows_the_call
             return self.known.get(caller)
 
     async with await make() as manager:
-        manager.add_caller_directory(Directory({"team-a": CallerPolicy(daily_budget=5.0)}))
-        manager.add_caller_directory(Directory({"team-a": CallerPolicy(daily_budget=9.0), "team-b": CallerPolicy()}))
+        assert manager.caller_directories == ()
+        first = Directory({"team-a": CallerPolicy(daily_budget=5.0)})
+        second = Directory({"team-a": CallerPolicy(daily_budget=9.0), "team-b": CallerPolicy()})
+        manager.add_caller_directory(first)
+        manager.add_caller_directory(second)
+        assert manager.caller_directories == (first, second)
         assert manager.caller_policy("team-a").daily_budget == 5.0
         assert manager.caller_policy("team-b") == CallerPolicy()
         assert manager.caller_policy("nobody") == CallerPolicy()
