@@ -288,13 +288,17 @@ class BudgetPlugin:
 
     # -- configuration ----------------------------------------------------------
 
-    @hookimpl
+    @hookimpl(trylast=True)
     def plugin_setup(self, manager: ProviderManager) -> None:
         """Read ``routing.budgetLimits`` and every ``providers.<name>.budget``;
         publish ``extensions["budget"]``. Inactive (unregistered) when
-        ``enabled`` is false, or when neither ``routing.budgetLimits`` nor a
-        provider budget nor a caller key with a budget (``server.apiKeys``)
-        is configured. Raises ConfigError naming every bad value."""
+        ``enabled`` is false, or when none of these is there:
+        ``routing.budgetLimits``, a provider budget, a caller key with a
+        budget (``server.apiKeys``), a caller directory registered by a
+        plugin (the caller-key store of ``security.callerKeys``: any key it
+        issues may carry a budget). Runs ``trylast`` so that the directories
+        other plugins register in their setup are there. Raises ConfigError
+        naming every bad value."""
         self.manager = manager
         raw = manager.config.section(SECTION)
         problems: list[tuple[str, str]] = []
@@ -310,7 +314,12 @@ class BudgetPlugin:
             problems.extend(exc.problems)
         if problems:
             raise ConfigError(problems)
-        configured = raw is not None or bool(providers) or _keys_with_budgets(manager.config.section("server.apiKeys"))
+        configured = (
+            raw is not None
+            or bool(providers)
+            or _keys_with_budgets(manager.config.section("server.apiKeys"))
+            or bool(manager.caller_directories)
+        )
         if not settings.enabled or not configured:
             manager.plugins.discard(self)  # inactive: its hooks would cost every request
             return

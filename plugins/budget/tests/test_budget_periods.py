@@ -9,7 +9,7 @@ import pytest
 import structlog
 from budget_testkit import NOW, Clock, FakeUsage, Spend, config, counter, open_manager, provider
 
-from swarmgate import Alert, ConfigError, MemoryStateStore, ProviderManager
+from swarmgate import Alert, CallerPolicy, ConfigError, MemoryStateStore, ProviderManager, hookimpl
 from swarmgate.alerts import BUDGET_THRESHOLD
 from swarmgate_budget import BUDGET_EXHAUSTED, BudgetExhaustedError, BudgetPlugin, period_of
 
@@ -293,6 +293,38 @@ async def test_active_for_caller_keys_with_budgets_alone() -> None:
     manager, plugin = await open_manager(cfg)
     async with manager:
         assert plugin.active
+
+
+class DirectoryPlugin:
+    """A plugin registering a caller directory in its setup, as the
+    caller-key store (swarmgate-keys) does for ``security.callerKeys``."""
+
+    def __init__(self, policies: dict[str, CallerPolicy]) -> None:
+        self.policies = policies
+
+    def policy(self, caller: str) -> CallerPolicy | None:
+        return self.policies.get(caller)
+
+    @hookimpl
+    def plugin_setup(self, manager: ProviderManager) -> None:
+        manager.add_caller_directory(self)
+
+
+async def test_active_for_a_caller_directory_registered_by_a_plugin() -> None:
+    """Caller budgets from a directory a plugin registers (a key store) need
+    no routing.budgetLimits; the directory's plugin is registered before the
+    budget plugin, whose setup runs trylast to see it."""
+    directory = DirectoryPlugin({"alice": CallerPolicy(daily_budget=2.5)})
+    manager, plugin = await open_manager(config(), extra=(directory,))
+    async with manager:
+        assert plugin.active
+        await manager.complete(prompt="hi", caller="alice", max_tokens=1)  # reserves 2 of 2.5
+        with pytest.raises(BudgetExhaustedError):
+            await manager.complete(prompt="hi", caller="alice", max_tokens=1)
+        await manager.complete(prompt="hi", caller="bob", max_tokens=1)  # no budget of its own
+    manager, plugin = await open_manager(config({"enabled": False}), extra=(DirectoryPlugin({}),))
+    async with manager:
+        assert not plugin.active
 
 
 async def test_provider_added_later_gets_its_budget() -> None:

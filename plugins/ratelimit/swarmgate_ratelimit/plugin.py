@@ -252,14 +252,17 @@ class RateLimitPlugin:
 
     # -- configuration ----------------------------------------------------------
 
-    @hookimpl
+    @hookimpl(trylast=True)
     async def plugin_setup(self, manager: ProviderManager) -> None:
         """Read ``optimization.rateLimiting`` and every provider's
         ``rateLimit``; publish ``extensions["ratelimit"]``. Active when the
-        section is present, a provider has a ``rateLimit``, or a caller key
-        of the gateway (``server.apiKeys``) sets a rate; otherwise, or with
-        ``enabled: false``, the plugin unregisters itself. Raises
-        ConfigError naming every bad value."""
+        section is present, a provider has a ``rateLimit``, a caller key of
+        the gateway (``server.apiKeys``) sets a rate, or a plugin registered
+        a caller directory (the caller-key store of ``security.callerKeys``:
+        any key it issues may carry a rate); otherwise, or with
+        ``enabled: false``, the plugin unregisters itself. Runs ``trylast``
+        so that the directories other plugins register in their setup are
+        there. Raises ConfigError naming every bad value."""
         self.manager = manager
         raw = manager.config.section("optimization.rateLimiting")
         problems: list[tuple[str, str]] = []
@@ -280,7 +283,12 @@ class RateLimitPlugin:
                 providers[name] = limits
         if problems:
             raise ConfigError(problems)
-        wanted = settings is not None or bool(providers) or _keys_set_rates(manager.config.section("server.apiKeys"))
+        wanted = (
+            settings is not None
+            or bool(providers)
+            or _keys_set_rates(manager.config.section("server.apiKeys"))
+            or bool(manager.caller_directories)
+        )
         if not wanted or (settings is not None and not settings.enabled):
             manager.plugins.discard(self)  # inactive: its hooks would cost every request
             return

@@ -19,6 +19,7 @@ from swarmgate import (
     MemoryStateStore,
     ProviderManager,
     RateLimitedError,
+    hookimpl,
 )
 from swarmgate.plugins import ALLOW_ENV
 from swarmgate.testing import Outcome, ScriptedProvider
@@ -376,6 +377,43 @@ async def test_caller_keys_with_rates_activate_the_plugin_on_their_own() -> None
         manager.add_caller_directory(Directory({"k1": CallerPolicy(requests_per_minute=60, burst_capacity=1)}))
         assert [len(x) for x in await burst(manager, 2, caller="k1")] == [1, 1]
     async with gateway(config(server={"apiKeys": [{"key": "sk-two-0123456789", "name": "k2"}]})) as (manager, _):
+        assert "ratelimit" not in manager.extensions
+
+
+class DirectoryPlugin:
+    """A plugin registering a caller directory in its setup, as the
+    caller-key store (swarmgate-keys) does for ``security.callerKeys``."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    @hookimpl
+    def plugin_setup(self, manager: ProviderManager) -> None:
+        manager.add_caller_directory(self.directory)
+
+
+async def test_a_caller_directory_registered_by_a_plugin_activates_the_plugin() -> None:
+    # No rateLimiting section: the limits come only from the directory. The
+    # directory's plugin is registered first, so its setup would run after
+    # the limiter's were the limiter's not trylast.
+    clock = Clock()
+    directory = Directory({"k1": CallerPolicy(requests_per_minute=60, burst_capacity=1)})
+    drivers: dict[str, Any] = {
+        "swarmgate.providers": {"scripted": ScriptedProvider},
+        "swarmgate.state": {"memory": lambda options: MemoryStateStore(clock=clock)},
+    }
+    plugins = (DirectoryPlugin(directory), RateLimitPlugin(clock=clock))
+    async with ProviderManager(config(), drivers=drivers, plugins=plugins) as manager:
+        assert isinstance(manager.extensions["ratelimit"], RateLimitService)
+        assert [len(x) for x in await burst(manager, 2, caller="k1")] == [1, 1]
+        assert [len(x) for x in await burst(manager, 2, caller="someone-else")] == [2, 0]
+    # Without a directory (nor a section) the plugin stays out of the way.
+    async with ProviderManager(config(), drivers=drivers, plugins=(RateLimitPlugin(clock=clock),)) as manager:
+        assert "ratelimit" not in manager.extensions
+        assert not manager.plugins.has_impls("before_request")
+    # enabled: false still wins over a directory.
+    plugins = (DirectoryPlugin(directory), RateLimitPlugin(clock=clock))
+    async with ProviderManager(config({"enabled": False}), drivers=drivers, plugins=plugins) as manager:
         assert "ratelimit" not in manager.extensions
 
 
