@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,12 +126,25 @@ def _local_warnings(spec: KeySpec, config: SwarmgateConfig | None) -> list[str]:
     warnings = []
     if not settings_of(config).enabled:
         warnings.append(f"{SECTION} is not enabled in {config.source}: the gateway will not accept this key")
+    # With the store on, the ratelimit and budget plugins switch on by
+    # themselves (the store is a caller directory) unless not installed or
+    # their section says enabled: false.
     extensions = {}
-    if config.section("optimization.rateLimiting") is not None:
+    if _would_run("swarmgate-ratelimit", config.section("optimization.rateLimiting")):
         extensions["ratelimit"] = True
-    if config.section("routing.budgetLimits") is not None:
+    if _would_run("swarmgate-budget", config.section("routing.budgetLimits")):
         extensions["budget"] = True
     return warnings + enforcement_warnings(spec, extensions)
+
+
+def _would_run(distribution: str, section: Any) -> bool:
+    """Whether the plugin ``distribution`` is installed and ``section`` (its
+    raw config) does not switch it off."""
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return not (isinstance(section, Mapping) and section.get("enabled") is False)
 
 
 def _split_models(text: str | None) -> tuple[str, ...] | None:

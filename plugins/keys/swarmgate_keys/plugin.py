@@ -5,8 +5,8 @@ and publishes a :class:`CallerKeyService` as
 ``manager.extensions["caller_keys"]``, where the gateway (swarmgate-server)
 asks it about every key it does not know from ``server.apiKeys``; the same
 object is registered with ``manager.add_caller_directory``, so the
-ratelimit and budget plugins apply each key's limits to its caller (the
-gateway sets ``request.caller`` to the key's name).
+ratelimit and budget plugins switch on and apply each key's limits to its
+caller (the gateway sets ``request.caller`` to the key's name).
 
 The plugin has no request hooks: it costs a request nothing unless the
 gateway asks it about a key. It always adds the ``keys`` CLI group and the

@@ -62,12 +62,13 @@ def enforcement_warnings(spec: KeySpec, extensions: dict[str, Any]) -> list[str]
     warnings = []
     if (spec.requests_per_minute is not None or spec.tokens_per_minute is not None) and "ratelimit" not in extensions:
         warnings.append(
-            "the rate limit of this key is not enforced: install swarmgate-ratelimit and set "
-            "optimization.rateLimiting (at least {})"
+            "the rate limit of this key is not enforced: the swarmgate-ratelimit plugin is not active "
+            "(install it, and do not set optimization.rateLimiting.enabled to false)"
         )
     if (spec.daily_budget is not None or spec.monthly_budget is not None) and "budget" not in extensions:
         warnings.append(
-            "the budget of this key is not enforced: install swarmgate-budget and set routing.budgetLimits (at least {})"
+            "the budget of this key is not enforced: the swarmgate-budget plugin is not active "
+            "(install it, and do not set routing.budgetLimits.enabled to false)"
         )
     return warnings
 

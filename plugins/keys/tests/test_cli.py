@@ -92,8 +92,8 @@ def test_create_list_revoke_on_a_store_file(store_path: Path) -> None:
 def test_the_config_names_the_store_and_its_pepper(config_file: Path, tmp_path: Path, pepper: str) -> None:
     created = run("keys", "create", "--name", "alice", "--rpm", "5", "--config", str(config_file), "--json")
     assert created.exit_code == 0, created.output
-    # The config has no optimization.rateLimiting: the rate would not be enforced.
-    assert "rate limit of this key is not enforced" in created.stderr
+    # The store switches the (installed) ratelimit plugin on: no warning.
+    assert "not enforced" not in created.stderr
     key = json.loads(created.stdout)["key"]
     with KeyStore(tmp_path / "keys.db", Hasher(pepper.encode())) as store:
         assert store.authenticate(key) is not None
@@ -113,6 +113,28 @@ def test_a_config_without_caller_keys_is_warned_about(
     created = run("keys", "create", "--name", "alice", "--config", str(path))
     assert created.exit_code == 0
     assert "security.callerKeys is not enabled" in created.stderr
+
+
+def test_limits_a_disabled_plugin_would_not_enforce_are_warned_about(
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    make_config: Callable[..., dict[str, Any]],
+    pepper: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KEYS_TEST_PEPPER", pepper)
+    config = make_config(
+        upstream,
+        tmp_path / "keys.db",
+        optimization={"rateLimiting": {"enabled": False}},
+        routing={"budgetLimits": {"enabled": False}},
+    )
+    path = tmp_path / "off.json"
+    path.write_text(json.dumps(config))
+    created = run("keys", "create", "--name", "alice", "--rpm", "5", "--daily", "1", "--config", str(path))
+    assert created.exit_code == 0, created.output
+    assert "rate limit of this key is not enforced" in created.stderr
+    assert "budget of this key is not enforced" in created.stderr
 
 
 @pytest.mark.parametrize(

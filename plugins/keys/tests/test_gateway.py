@@ -1,6 +1,7 @@
 """Caller keys through a live gateway (uvicorn on loopback) with the
 official openai SDK as the client, the ratelimit and budget plugins
-enforcing each key's limits, the audit plugin recording admin actions, and
+enforcing each key's limits (switched on by the store alone: the config has
+neither of their sections), the audit plugin recording admin actions, and
 the admin API under /admin/keys."""
 
 from __future__ import annotations
@@ -68,11 +69,11 @@ def live(
     store_path = home / "keys.db"
     audit_path = home / "audit.db"
     pepper = "pepper-for-the-tests-0123456789"
+    # No optimization.rateLimiting nor routing.budgetLimits: the store (a
+    # caller directory) switches the ratelimit and budget plugins on.
     config = make_config(
         upstream,
         store_path,
-        optimization={"rateLimiting": {}},
-        routing={"budgetLimits": {}},
         security={
             "callerKeys": {"path": str(store_path), "pepperEnv": "KEYS_TEST_PEPPER"},
             "audit": {"path": str(audit_path), "commitInterval": 10},
