@@ -129,6 +129,25 @@ def mask_secrets(node: Any, key: str = "") -> Any:
     return node
 
 
+#: What ``GET /admin/optimize/routing`` optimises for.
+REPLAY_TARGETS: Final = ("cost", "performance", "reliability")
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_SPAN_UNIT: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def _span_ms(text: str | None) -> float | None:
+    """A ``window`` query parameter (``<n>[smhd]``) in milliseconds;
+    ``None`` when absent; a 400 answer when malformed."""
+    if not text:
+        return None
+    match = _SPAN.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise GatewayError(
+            400, f"'window' must be <n>[smhd] such as 6h or 7d, got {text!r}", code="invalid_request", param="window"
+        )
+    return float(match.group(1)) * _SPAN_UNIT[match.group(2)] * 1000.0
+
+
 class AdminAPI:
     """The Starlette side of a :class:`~swarmgate_server.app.Gateway`."""
 
@@ -163,6 +182,8 @@ class AdminAPI:
             Route("/admin/metrics", admin(self.raw_metrics), methods=["GET"]),
             Route("/admin/export", admin(self.export), methods=["GET"]),
             Route("/admin/recommendations", admin(self.recommendations), methods=["GET"]),
+            Route("/admin/analyze/bottlenecks", admin(self.bottlenecks), methods=["GET"]),
+            Route("/admin/optimize/routing", admin(self.optimize_routing), methods=["GET"]),
             Route("/admin/cache/stats", admin(self.cache_stats), methods=["GET"]),
             Route("/admin/cache/invalidate", admin(self.cache_invalidate), methods=["POST"]),
             Route("/admin/config", admin(self.get_config), methods=["GET"]),
@@ -554,8 +575,44 @@ class AdminAPI:
         return Response(text, media_type=content_type(fmt))
 
     async def recommendations(self, request: Request) -> Response:
-        """``GET /admin/recommendations``."""
-        return JSON({"recommendations": await self.gateway.manager.get_optimization_recommendations()})
+        """``GET /admin/recommendations[?window=7d]``: the analytics'
+        recommendations; with ``window``, the advisor's over that span."""
+        lookback = _span_ms(request.query_params.get("window"))
+        if lookback is None:
+            return JSON({"recommendations": await self.gateway.manager.get_optimization_recommendations()})
+        return JSON({"recommendations": await self._advisor().recommendations(lookback)})
+
+    def _advisor(self) -> Any:
+        advisor = self.gateway.manager.extensions.get("advisor")
+        if advisor is None:
+            raise GatewayError(
+                404,
+                "no advisor is active: install 'swarmgate-advisor' (and keep monitoring.advisor enabled)",
+                code="plugin_not_installed",
+            )
+        return advisor
+
+    async def bottlenecks(self, request: Request) -> Response:
+        """``GET /admin/analyze/bottlenecks[?window=1d]``: where the recorded
+        traffic loses time or fails (the advisor's findings over ``window``,
+        default ``monitoring.advisor.lookback``)."""
+        lookback = _span_ms(request.query_params.get("window"))
+        return JSON(await self._advisor().bottlenecks(lookback))
+
+    async def optimize_routing(self, request: Request) -> Response:
+        """``GET /admin/optimize/routing?target=cost|performance|reliability[&window=7d]``:
+        the recorded traffic replayed under the other strategies and weights."""
+        target = request.query_params.get("target")
+        if target not in REPLAY_TARGETS:
+            raise GatewayError(
+                400,
+                f"'target' must be one of {', '.join(REPLAY_TARGETS)}, got {target!r}",
+                code="invalid_request",
+                param="target",
+            )
+        lookback = _span_ms(request.query_params.get("window"))
+        report = await self._advisor().replay(target, lookback)
+        return JSON(report.to_dict() if hasattr(report, "to_dict") else report)
 
     def _cache(self) -> Any:
         cache = self.gateway.manager.extensions.get("cache")
@@ -607,6 +664,13 @@ class AdminAPI:
         count = self._cache().invalidate(**selectors, older_than=older, all=everything)
         if hasattr(count, "__await__"):
             count = await count
+        answer: dict[str, Any] = {"invalidated": count}
+        cache = self._cache()
+        backend, settings = getattr(cache, "backend", None), getattr(cache, "settings", None)
+        if isinstance(backend, str):
+            answer["backend"] = backend
+        if isinstance(getattr(settings, "namespace", None), str):
+            answer["namespace"] = settings.namespace  # type: ignore[union-attr]
         log.info("admin_cache_invalidated", count=count, **{k: v for k, v in selectors.items() if v})
         self._audit(
             request,
@@ -614,7 +678,7 @@ class AdminAPI:
             None,
             {**{k: v for k, v in selectors.items() if v}, "olderThan": older, "all": everything, "count": count},
         )
-        return JSON({"invalidated": count})
+        return JSON(answer)
 
     async def usage(self, request: Request) -> Response:
         """``GET /admin/usage?since=&until=&limit=``: recent usage records (newest last)."""

@@ -96,6 +96,24 @@ def _answer(method: str, path: str, response: httpx.Response) -> Any:
     return response.text
 
 
+def _reason(exc: httpx.HTTPError, request_timeout: float) -> str:
+    """Why a call did not get an answer, in a few words ("connection
+    refused", "no answer within 30 s", "name or service not known")."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {request_timeout:g} s"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "connection refused" in text.lower():
+        return "connection refused"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def admin_request(
     method: str,
     path: str,
@@ -118,7 +136,7 @@ def admin_request(
         with httpx.Client(timeout=request_timeout) as client:
             response = client.request(method, base + path, content=content, headers=headers, params=query)
     except httpx.HTTPError as exc:
-        raise AdminAPIError(f"cannot reach the gateway at {base}: {type(exc).__name__}: {exc}") from None
+        raise AdminAPIError(f"cannot reach the gateway at {base}: {_reason(exc, request_timeout)}") from None
     return _answer(method, path, response)
 
 
@@ -142,5 +160,5 @@ async def aadmin_request(
         async with httpx.AsyncClient(timeout=request_timeout) as client:
             response = await client.request(method, base + path, content=content, headers=headers, params=query)
     except httpx.HTTPError as exc:
-        raise AdminAPIError(f"cannot reach the gateway at {base}: {type(exc).__name__}: {exc}") from None
+        raise AdminAPIError(f"cannot reach the gateway at {base}: {_reason(exc, request_timeout)}") from None
     return _answer(method, path, response)

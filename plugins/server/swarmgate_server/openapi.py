@@ -494,7 +494,24 @@ def _spec(version: str) -> dict[str, Any]:
             "/admin/export": _admin(
                 "get", "Metrics as an exporter renders them", params=[_query("format", "json, csv, prometheus")]
             ),
-            "/admin/recommendations": _admin("get", "Optimization recommendations"),
+            "/admin/recommendations": _admin(
+                "get",
+                "Optimization recommendations",
+                params=[_query("window", "The advisor's span: 6h, 1d, 7d, ... (default: the analytics')")],
+            ),
+            "/admin/analyze/bottlenecks": _admin(
+                "get",
+                "Where the recorded traffic loses time or fails",
+                params=[_query("window", "6h, 1d, 7d, ... (default: monitoring.advisor.lookback)")],
+            ),
+            "/admin/optimize/routing": _admin(
+                "get",
+                "The recorded traffic replayed under the other strategies and weights",
+                params=[
+                    _query("target", "cost, performance or reliability"),
+                    _query("window", "6h, 1d, 7d, ... (default: monitoring.advisor.lookback)"),
+                ],
+            ),
             "/admin/cache/stats": _admin("get", "Response cache statistics"),
             "/admin/cache/invalidate": _admin(
                 "post",
