@@ -45,7 +45,7 @@ class FakeAdvisor:
 class FakeCache:
     backend = "redis"
 
-    class settings:  # noqa: N801 - mirrors ResponseCache.settings
+    class settings:  # mirrors ResponseCache.settings
         namespace = "team-a"
 
     async def invalidate(self, **selectors: Any) -> int:
