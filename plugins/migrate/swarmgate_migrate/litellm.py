@@ -370,7 +370,6 @@ class _Converter:
         self.deployments: list[_Deployment] = []
         self.groups: dict[str, list[str]] = {}  # group -> targets, in file order
         self.dropped_groups: set[str] = set()
-        self.wildcards: set[str] = set()
         self.reserved: set[str] = set()
         self.out: dict[str, Any] = {}
         router = doc.get("router_settings")
@@ -547,7 +546,6 @@ class _Converter:
         provider = self.place(kind, prefix, settings, model_key, model_settings)
         if model_key is None:
             self.groups.setdefault(group, [])
-            self.wildcards.add(group)
             return
         target = f"{provider.name}/{model_key}"
         targets = self.groups.setdefault(group, [])
