@@ -22,8 +22,9 @@ from swarmgate.testing import FakeUpstream, OpenAIWire, ScriptedReply
 INSTALL_TIMEOUT = 900
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def _plugin_allow_list() -> Iterator[None]:
+    """Per test: a session-wide allow-list leaked into every later test of the run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ALLOW_ENV, PLUGINS)
         patch.delenv(BLOCK_ENV, raising=False)

@@ -4,6 +4,7 @@ threads, and a hook plugin that records what the pipeline saw."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -26,12 +27,31 @@ TEAM_A_KEY = "sk-team-a-0123456789abcdef"
 TEAM_B_KEY = "sk-team-b-secret-key-xyz"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _plugin_allow_list() -> Iterator[None]:
+@contextlib.contextmanager
+def allow_list(plugins: str = PLUGINS) -> Iterator[None]:
+    """Only ``plugins`` load from entry points while this is open."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ALLOW_ENV, PLUGINS)
+        patch.setenv(ALLOW_ENV, plugins)
         patch.delenv(BLOCK_ENV, raising=False)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _plugin_allow_list() -> Iterator[None]:
+    """Per test, so that the allow-list never outlives this folder's tests (a
+    session-wide one leaked into every later test of the run)."""
+    with allow_list():
+        yield
+
+
+@contextlib.contextmanager
+def gateway_running(config: dict[str, Any], plugins: list[Any]) -> Iterator[Any]:
+    """``run_gateway`` whose plugins load under the allow-list; the allow-list
+    is closed again once the gateway runs (session fixtures outlive tests)."""
+    with contextlib.ExitStack() as stack:
+        with allow_list():
+            running = stack.enter_context(run_gateway(config, plugins=plugins))
+        yield running
 
 
 class Recorder:
@@ -163,7 +183,7 @@ def recorder() -> Recorder:
 @pytest.fixture(scope="session")
 def gateway(upstreams: Upstreams, recorder: Recorder) -> Iterator[Any]:
     """An open gateway (no keys) in front of the fake upstreams."""
-    with run_gateway(gateway_config(upstreams), plugins=[recorder]) as running:
+    with gateway_running(gateway_config(upstreams), [recorder]) as running:
         yield running
 
 
@@ -187,7 +207,7 @@ def keyed_gateway(upstreams: Upstreams, keyed_recorder: Recorder) -> Iterator[An
         ],
         adminKey=ADMIN_KEY,
     )
-    with run_gateway(config, plugins=[keyed_recorder]) as running:
+    with gateway_running(config, [keyed_recorder]) as running:
         yield running
 
 
