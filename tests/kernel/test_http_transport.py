@@ -4,6 +4,7 @@ for the same transport failures either way (real sockets)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from swarmgate.config import ProviderConfig
-from swarmgate.http import TRANSPORT_ENV, AiohttpTransport, make_client
+from swarmgate.http import TRANSPORT_ENV, AiohttpTransport, SwarmgateClient, make_client
 from swarmgate.testing import unreachable_url
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +133,53 @@ async def test_a_silent_upstream_is_read_timeout() -> None:
     async with _server(handler) as url, make_client(_config(), base_url=url) as client:
         with anyio.fail_after(3), pytest.raises(httpx.ReadTimeout):
             await client.get("/", timeout=httpx.Timeout(0.2))
+
+
+async def test_the_short_path_keeps_cookies_hooks_and_params(anyio_backend: str) -> None:
+    """Cookies an answer sets are sent back, event hooks run, query
+    parameters reach the upstream: whichever path the client takes."""
+    seen: list[bytes] = []
+
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        while True:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            seen.append(data)
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nset-cookie: sticky=abc; Path=/\r\ncontent-type: application/json\r\n"
+                b"content-length: 2\r\n\r\n{}"
+            )
+
+    hooked: list[str] = []
+
+    async def hook(response: httpx.Response) -> None:
+        hooked.append(str(response.request.url))
+
+    async with _server(handler) as url, make_client(_config(), base_url=url + "/v1") as client:
+        if anyio_backend == "asyncio":
+            assert isinstance(client, SwarmgateClient)
+        first = await client.post("/chat", content=b"{}", headers={"content-type": "application/json"})
+        assert first.json() == {}
+        assert first.request.url == httpx.URL(url + "/v1/chat")
+        await client.post("/chat", content=b"{}")
+        assert b"cookie: sticky=abc" in seen[1].lower()
+        await client.get("/models", params={"limit": "2"})
+        assert seen[2].startswith(b"GET /v1/models?limit=2 ")
+        client.event_hooks = {"request": [], "response": [hook]}
+        await client.post("/chat", content=b"{}")
+        assert hooked == [url + "/v1/chat"]
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.post("/chat", content=b"{}")
+
+
+async def test_the_short_path_logs_like_httpx(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+        await stream.send(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await _read_request(stream)
+
+    caplog.set_level(logging.INFO, logger="httpx")
+    async with _server(handler) as url, make_client(_config(), base_url=url) as client:
+        await client.post("/x", content=b"{}")
+    assert f'HTTP Request: POST {url}/x "HTTP/1.1 204 No Content"' in caplog.text
