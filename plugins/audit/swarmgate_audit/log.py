@@ -784,6 +784,8 @@ class AuditLog:
         self._builder = _Builder(include_bodies=include_bodies, redact=redact, encryption=encryption)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._put: Callable[[Any], None] = self._queue.put
+        #: Wakes the writer before its batch window closes: a control message, a full batch.
+        self._wake = threading.Event()
         self._writer: threading.Thread | None = None
         self._writing = False
         self._ready = threading.Event()
@@ -856,6 +858,7 @@ class AuditLog:
             self._writing = False
             atexit.unregister(self.close)
             self._put(_Stop())
+            self._wake.set()
             writer.join()
             self._writer = None
             self._abandon("the audit log is closed")
@@ -879,6 +882,8 @@ class AuditLog:
         if self._writing:
             self._enqueued += 1
             self._put((_OK, request_id, ts, request, response, route, stream))
+            if self._enqueued - self._handled >= self.max_batch:
+                self._wake.set()  # a full batch: commit it now
         else:
             self._dropped_closed += 1
 
@@ -897,6 +902,8 @@ class AuditLog:
         if self._writing:
             self._enqueued += 1
             self._put((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
+            if self._enqueued - self._handled >= self.max_batch:
+                self._wake.set()  # a full batch: commit it now
         else:
             self._dropped_closed += 1
 
@@ -929,6 +936,8 @@ class AuditLog:
         record_id = new_admin_id()
         self._enqueued += 1
         self._put((_ADMIN, record_id, self._clock(), action, actor, target, details, client))
+        if self._enqueued - self._handled >= self.max_batch:
+            self._wake.set()  # a full batch: commit it now
         return record_id
 
     # -- the writer thread ---------------------------------------------------------
@@ -974,38 +983,20 @@ class AuditLog:
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         get = self._queue.get
-        interval = self.commit_interval
-        max_batch = self.max_batch
-        pending: list[tuple[Any, ...]] = []
-        deadline = math.inf
         next_purge = time.monotonic() if self.retention is not None else math.inf
         while True:
-            now = time.monotonic()
-            if pending and now >= deadline:
-                self._commit(conn, pending)
-                pending = []
-                deadline = math.inf
-            if now >= next_purge:
+            if time.monotonic() >= next_purge:
                 self._retention_purge(conn)
                 next_purge = time.monotonic() + PURGE_EVERY
-            wake = min(deadline, next_purge)
             try:
-                item = get() if wake == math.inf else get(timeout=max(0.0, wake - time.monotonic()))
+                item = get() if next_purge == math.inf else get(timeout=max(0.0, next_purge - time.monotonic()))
             except queue.Empty:
                 continue
-            if type(item) is tuple:
-                pending.append(item)
-                if len(pending) == 1:
-                    deadline = time.monotonic() + interval
-                if len(pending) >= max_batch:
-                    self._commit(conn, pending)
-                    pending = []
-                    deadline = math.inf
-                continue
+            pending, found = self._gather(item)
             error = self._commit(conn, pending) if pending else None
-            pending = []
-            deadline = math.inf
-            control: _Control = item
+            if found is None:
+                continue
+            control: _Control = found
             control.error = error
             try:
                 if isinstance(control, _Purge):
@@ -1017,6 +1008,36 @@ class AuditLog:
             control.done.set()
             if isinstance(control, _Stop):
                 return
+
+    def _gather(self, first: Any) -> tuple[list[tuple[Any, ...]], _Control | None]:
+        """The batch that ``first`` opens, and the control message that ended
+        it (if one did). The first record opens a window of
+        ``commit_interval``; the writer sleeps until it closes -- or until a
+        control message or a full batch wakes it (:attr:`_wake`) -- and then
+        takes what was queued meanwhile at once: not one wake-up per record,
+        which under load cost the recording thread a GIL hand-over each."""
+        get_nowait = self._queue.get_nowait
+        wake = self._wake
+        max_batch = self.max_batch
+        deadline = time.monotonic() + self.commit_interval
+        pending: list[tuple[Any, ...]] = []
+        item = first
+        while True:
+            if type(item) is not tuple:
+                return pending, item
+            pending.append(item)
+            if len(pending) >= max_batch:
+                return pending, None
+            while True:
+                try:
+                    item = get_nowait()
+                    break
+                except queue.Empty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return pending, None
+                    wake.wait(remaining)
+                    wake.clear()  # then look again: nothing queued before the clear is missed
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
         """Build, chain and write ``batch`` in one transaction; the error text
@@ -1057,6 +1078,7 @@ class AuditLog:
 
     async def _send(self, control: _Control) -> int:
         self._put(control)
+        self._wake.set()
         await anyio.to_thread.run_sync(self._wait, control, abandon_on_cancel=True)
         if control.error is not None:
             raise AuditLogError(control.error)
