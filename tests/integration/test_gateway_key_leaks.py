@@ -63,6 +63,7 @@ import httpx
 import httpx2
 import openai
 import pytest
+import structlog
 from click.testing import CliRunner
 
 from swarmgate.logs import fingerprint
@@ -639,10 +640,20 @@ def exercise_admin(run: Run, admin: httpx.Client, config: Path, main_key: str) -
 
 
 def run_cli(args: list[str]) -> str:
-    """One CLI command in this process; its output (stdout and stderr)."""
+    """One CLI command in this process; its output (stdout and stderr).
+    The CLI sets structlog up (to this test's captured stderr) when nothing
+    has; that is undone afterwards, so that no later test logs to a stream
+    pytest has closed."""
     from swarmgate.cli import build_cli
 
-    result = CliRunner().invoke(build_cli(), args)
+    saved = structlog.get_config() if structlog.is_configured() else None
+    try:
+        result = CliRunner().invoke(build_cli(), args)
+    finally:
+        if saved is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**saved)
     assert result.exit_code == 0, f"{args}: {result.output}"
     return result.output
 

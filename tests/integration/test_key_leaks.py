@@ -50,7 +50,7 @@ from swarmgate import (
     SwarmgateError,
 )
 from swarmgate.config import to_dict
-from swarmgate.logs import configure_logging, fingerprint, redact_secrets
+from swarmgate.logs import fingerprint, redact_secrets
 from swarmgate.plugins import ALLOW_ENV
 from swarmgate.testing import FakeUpstream, ScriptedReply
 from swarmgate.testing.anthropic_wire import AnthropicWire
@@ -134,6 +134,7 @@ def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """structlog (JSON, DEBUG and up) and stdlib logging (every logger, DEBUG) into buffers."""
     events = io.StringIO()
     records = io.StringIO()
+    saved = structlog.get_config() if structlog.is_configured() else None
     structlog.configure(
         processors=[
             redact_secrets,
@@ -156,7 +157,12 @@ def captured_logs() -> Iterator[tuple[io.StringIO, io.StringIO]]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-        configure_logging()
+        # Back to what was there (not a new chain bound to this test's
+        # captured stderr, which pytest closes: later tests would log to it).
+        if saved is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**saved)
 
 
 def written_files(directory: Path, pattern: str) -> dict[str, bytes]:
