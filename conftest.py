@@ -16,3 +16,10 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     os.environ["SWARMGATE_HOME"] = tempfile.mkdtemp(prefix="swarmgate-test-home-")
+
+
+@pytest.fixture(autouse=True)
+def _swarmgate_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own data directory: a usage log, audit log or key
+    store written by one test is never read by another."""
+    monkeypatch.setenv("SWARMGATE_HOME", str(tmp_path_factory.mktemp("home")))
