@@ -73,6 +73,7 @@ from swarmgate.testing.anthropic_wire import AnthropicWire
 from swarmgate.testing.leaks import assert_no_secrets, find_secrets
 from swarmgate.testing.loopback import run_in_thread
 from swarmgate.testing.openai_wire import OpenAIWire
+from swarmgate.testing.upstream import DEFAULT_CONTENT
 from swarmgate_webhook.testing import WebhookReceiver
 
 #: Every plugin of the run, by distribution; only these load (SWARMGATE_PLUGINS).
@@ -757,5 +758,9 @@ def test_no_secret_appears_in_anything_the_gateway_wrote(
     assert any(label.startswith("while running") and label.endswith("-wal") for label in blobs)
     assert hooks
     assert len(run.exchanges) > 60
+    # Prompts and completions are in no log line, and (encrypted audit bodies) in no file.
+    written = [stdout, stderr, *(v for k, v in blobs.items() if k.startswith(("while running", "after the stop")))]
+    for text in ("500 fails over", "an anthropic stream", "rotated keys echoed", DEFAULT_CONTENT):
+        assert not any(text.encode() in blob for blob in written if isinstance(blob, bytes)), text
     assert_no_secrets(blobs, keys.all())
     assert time.monotonic() - started < 60
