@@ -44,6 +44,7 @@ key-looking strings cannot hide a leak that the scrubbing missed.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import secrets
@@ -60,7 +61,6 @@ from typing import Any
 import anthropic
 import attrs
 import httpx
-import httpx2
 import openai
 import pytest
 import structlog
@@ -198,9 +198,8 @@ class Exchange:
 
 
 def recording_transport(http: ModuleType, log: list[Exchange]) -> Any:
-    """A transport of ``http`` (``httpx``, or ``httpx2``, which the openai and
-    anthropic SDKs use) that records each answer in ``log``, streams as they
-    are read."""
+    """A transport of ``http`` (``httpx`` or ``httpx2``, see :func:`sdk_http`)
+    that records each answer in ``log``, streams as they are read."""
 
     class Tee(http.SyncByteStream):  # type: ignore[name-defined,misc]
         """A response body that keeps a copy of every chunk its reader takes."""
@@ -246,6 +245,16 @@ def recording_transport(http: ModuleType, log: list[Exchange]) -> Any:
 
 
 _LOG_LOCK = threading.Lock()
+
+
+def sdk_http(sdk: ModuleType) -> ModuleType:
+    """The HTTP library an SDK's client is built on: ``httpx``, or ``httpx2``
+    for recent openai and anthropic releases (which refuse an httpx client)."""
+    for cls in sdk.DefaultHttpxClient.__mro__:
+        name = cls.__module__.partition(".")[0]
+        if name in ("httpx", "httpx2"):
+            return importlib.import_module(name)
+    raise AssertionError(f"{sdk.__name__}: no httpx client class")
 
 
 # -- the gateway --------------------------------------------------------------------
@@ -410,12 +419,14 @@ class Run:
         assert not left, f"scripted replies not taken: {left}"
 
     def openai(self, key: str) -> openai.OpenAI:
-        http = httpx2.Client(transport=recording_transport(httpx2, self.exchanges), timeout=20)
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, http_client=http)
+        http = sdk_http(openai)
+        client = http.Client(transport=recording_transport(http, self.exchanges), timeout=20)
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, http_client=client)
 
     def anthropic(self, key: str) -> anthropic.Anthropic:
-        http = httpx2.Client(transport=recording_transport(httpx2, self.exchanges), timeout=20)
-        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, http_client=http)
+        http = sdk_http(anthropic)
+        client = http.Client(transport=recording_transport(http, self.exchanges), timeout=20)
+        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, http_client=client)
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
