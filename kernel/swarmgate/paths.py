@@ -30,3 +30,18 @@ def data_path(name: str | os.PathLike[str]) -> Path:
         path = data_dir() / path
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def create_private(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` empty and readable by its owner only (mode 0600) if it
+    does not exist yet. SQLite gives a database's ``-wal`` and ``-shm`` files
+    the database's permissions, so usage, audit and key stores created this
+    way stay private to the gateway's user."""
+    target = Path(path)
+    if target.exists():
+        return
+    try:
+        fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

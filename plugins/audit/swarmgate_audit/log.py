@@ -53,6 +53,7 @@ import attrs
 from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateConfig, SwarmgateError
 from swarmgate.errors import ERROR_CLASSES, http_status
 from swarmgate.logs import get_logger
+from swarmgate.paths import create_private
 from swarmgate_audit.chain import GENESIS, canonical_json, hashed_form, personal_digest, record_hash
 from swarmgate_audit.records import ADMIN, REQUEST, AuditRecord, ChainBreak, Encryptor, VerifyReport
 from swarmgate_audit.redact import redact_value
@@ -409,6 +410,7 @@ def new_admin_id() -> str:
 
 
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    create_private(path)  # owner-only (0600); SQLite's -wal/-shm files follow it
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None, check_same_thread=check_same_thread
     )

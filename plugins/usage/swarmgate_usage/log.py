@@ -50,6 +50,7 @@ from swarmgate import (
 )
 from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
 from swarmgate.logs import get_logger
+from swarmgate.paths import create_private
 from swarmgate_usage.records import AttemptRecord, UsageRecord
 from swarmgate_usage.settings import UsageLogSettings
 
@@ -397,6 +398,7 @@ def _attempt_rows(r: UsageRecord) -> Iterable[tuple[Any, ...]]:
 
 
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    create_private(path)  # owner-only (0600); SQLite's -wal/-shm files follow it
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000.0, isolation_level=None, check_same_thread=check_same_thread
     )

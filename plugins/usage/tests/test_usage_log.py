@@ -362,3 +362,13 @@ async def test_a_writer_that_dies_releases_flush_and_counts_what_it_lost(
         assert usage.stats()["dropped"] == 2
     finally:
         await usage.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_new_log_is_readable_by_its_owner_only(manager: Any, db: Path) -> None:
+    import stat
+
+    await manager.complete(prompt="hi")
+    await manager.extensions["usage"].flush()
+    for path in (db, db.with_name(db.name + "-wal")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
