@@ -267,7 +267,7 @@ class Gateway:
         self._tasks: anyio.abc.TaskGroup | None = None
         #: Body reads in progress: their deadline (``time.monotonic()``) and cancel scope.
         self._reads: dict[int, tuple[float, anyio.CancelScope]] = {}
-        #: Non-streamed requests being answered that nobody watches yet (see _housekeeping).
+        #: Requests and streams being answered that nobody watches yet (see _housekeeping).
         self._unwatched: dict[int, tuple[Receive, anyio.CancelScope, list[bool]]] = {}
         #: What plugin routes use: ``manager.extensions["gateway"]`` while serving.
         self.service = GatewayService(self)
@@ -430,7 +430,7 @@ class Gateway:
         * cancel body reads past ``server.bodyTimeout`` (they answer 408): a
           read costs a plain cancel scope and a dict entry instead of a
           timer of its own;
-        * start a disconnect watcher for each non-streamed request still
+        * start a disconnect watcher for each request or stream still
           being answered since the last round: a request that ends sooner
           never pays for a task of its own (~20 µs with anyio), and one its
           client abandons is cancelled within one or two rounds (an LLM
@@ -655,12 +655,12 @@ class Gateway:
         started: float,
     ) -> None:
         events = self.manager.stream(request, errors="event")
-        tasks = self._tasks
-        if tasks is None:  # pragma: no cover - _ready is false outside running()
-            raise RuntimeError("the gateway is not running")
         finished = [False]
         scope = anyio.CancelScope()
-        tasks.start_soon(_watch_disconnect, receive, scope, finished)
+        # Watched like a non-streamed request (see _housekeeping): a stream
+        # over within a round never pays for a watcher task of its own.
+        token = id(scope)
+        self._unwatched[token] = (receive, scope, finished)
         try:
             with scope:
                 await self._pump(events, request, send, dialect, include_usage, started, finished)
@@ -668,6 +668,7 @@ class Gateway:
             log.exception("stream_crashed", error=f"{type(exc).__name__}: {exc}")
         finally:
             finished[0] = True
+            self._unwatched.pop(token, None)
             with anyio.CancelScope(shield=True):
                 await events.aclose()
 
