@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -31,6 +31,9 @@ import uvicorn
 from swarmgate import SwarmgateConfig, load_config
 from swarmgate_server.app import Gateway, create_app
 from swarmgate_server.settings import ServerSettings, load_settings
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: Seconds :func:`run_gateway` waits for the gateway to start.
 START_TIMEOUT = 30.0
@@ -41,9 +44,15 @@ def fastest_loop() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
-def fastest_http() -> str:
-    """``httptools`` when installed, else ``h11``."""
-    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+def fastest_http() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with its writes coalesced per event-loop
+    turn (:class:`~swarmgate_server.protocol.CoalescingHttpToolsProtocol`)
+    when httptools is installed, else ``h11``."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from swarmgate_server.protocol import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
 
 
 def settings_for(config_path: str | os.PathLike[str] | None) -> ServerSettings:
