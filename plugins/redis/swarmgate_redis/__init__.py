@@ -16,9 +16,15 @@ response cache.
 The public API is exactly ``__all__``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from swarmgate_redis.plugin import RedisPlugin
 from swarmgate_redis.settings import DEFAULT_PREFIX, DEFAULT_URL, RedisOptions, mask_url
-from swarmgate_redis.store import RedisStateStore, StateUnavailableError, create_store
+
+if TYPE_CHECKING:
+    from swarmgate_redis.store import RedisStateStore, StateUnavailableError, create_store
+
+_STORE_NAMES = frozenset({"RedisStateStore", "StateUnavailableError", "create_store"})
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -30,3 +36,14 @@ __all__ = [
     "create_store",
     "mask_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The store's names, imported on first use: the hook plugin (loaded by
+    every gateway for its CLI command) does not pull in redis-py (~6 MB of
+    memory) unless the Redis backend is configured or asked for."""
+    if name in _STORE_NAMES:
+        from swarmgate_redis import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
