@@ -20,22 +20,48 @@
 The public API is exactly ``__all__``.
 """
 
-from swarmgate_encryption.codec import CACHE_AAD, EncryptedCacheCodec
-from swarmgate_encryption.envelope import OVERHEAD, VERSION, TamperedError, key_id_of
-from swarmgate_encryption.keyring import (
-    KeyRecord,
-    KeyringError,
-    KeyStore,
-    MasterMismatchError,
-    MasterRotation,
-    SqliteKeyStore,
-    StateKeyStore,
-    rotate_master,
-)
-from swarmgate_encryption.masterkey import MasterKey, generate_key_text
+from typing import TYPE_CHECKING, Any
+
 from swarmgate_encryption.plugin import EncryptionPlugin
-from swarmgate_encryption.service import EncryptionService
 from swarmgate_encryption.settings import ALGORITHM, DEFAULT_MASTER_KEY_ENV, EncryptionSettings
+
+if TYPE_CHECKING:
+    from swarmgate_encryption.codec import CACHE_AAD, EncryptedCacheCodec
+    from swarmgate_encryption.envelope import OVERHEAD, VERSION, TamperedError, key_id_of
+    from swarmgate_encryption.keyring import (
+        KeyRecord,
+        KeyringError,
+        KeyStore,
+        MasterMismatchError,
+        MasterRotation,
+        SqliteKeyStore,
+        StateKeyStore,
+        rotate_master,
+    )
+    from swarmgate_encryption.masterkey import MasterKey, generate_key_text
+    from swarmgate_encryption.service import EncryptionService
+
+#: Where each name that needs ``cryptography`` lives; imported on first use
+#: (see :mod:`swarmgate_encryption.plugin`: encryption off costs no memory).
+_LAZY = {
+    "CACHE_AAD": "codec",
+    "EncryptedCacheCodec": "codec",
+    "OVERHEAD": "envelope",
+    "VERSION": "envelope",
+    "TamperedError": "envelope",
+    "key_id_of": "envelope",
+    "KeyRecord": "keyring",
+    "KeyringError": "keyring",
+    "KeyStore": "keyring",
+    "MasterMismatchError": "keyring",
+    "MasterRotation": "keyring",
+    "SqliteKeyStore": "keyring",
+    "StateKeyStore": "keyring",
+    "rotate_master": "keyring",
+    "MasterKey": "masterkey",
+    "generate_key_text": "masterkey",
+    "EncryptionService": "service",
+}
 
 __all__ = [
     "ALGORITHM",
@@ -60,3 +86,12 @@ __all__ = [
     "key_id_of",
     "rotate_master",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"swarmgate_encryption.{module}"), name)

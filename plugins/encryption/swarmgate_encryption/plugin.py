@@ -31,14 +31,16 @@ import anyio.abc
 from swarmgate import ConfigError, PluginError, ProviderManager, StateStore, hookimpl, parse_section
 from swarmgate.logs import get_logger
 from swarmgate.paths import data_path
-from swarmgate_encryption.codec import EncryptedCacheCodec
-from swarmgate_encryption.keyring import KeyStore, SqliteKeyStore, StateKeyStore
-from swarmgate_encryption.masterkey import load_master_key
-from swarmgate_encryption.service import EncryptionService
 from swarmgate_encryption.settings import SECTION, EncryptionSettings, refuse_key_in_config
 
+# The service, keyring and master key (and with them ``cryptography``, ~7 MB
+# of memory) are imported when the config turns encryption on: a gateway
+# that loads this plugin with encryption off does not pay for them.
 if TYPE_CHECKING:
     import click
+
+    from swarmgate_encryption.keyring import KeyStore
+    from swarmgate_encryption.service import EncryptionService
 
 log = get_logger("swarmgate.encryption")
 
@@ -55,6 +57,8 @@ def open_keystore(settings: EncryptionSettings, backend: str, state: StateStore)
     ``memory`` state backend, else the StateStore). ConfigError for the
     StateStore with the ``memory`` backend: its keys would not survive a
     restart, and nothing encrypted with them would be readable again."""
+    from swarmgate_encryption.keyring import SqliteKeyStore, StateKeyStore
+
     choice = settings.keyring
     if choice == "auto":
         choice = "sqlite" if backend == "memory" else "state"
@@ -110,6 +114,10 @@ class EncryptionPlugin:
         if not settings.enabled:
             manager.plugins.discard(self)
             return
+        from swarmgate_encryption.codec import EncryptedCacheCodec
+        from swarmgate_encryption.masterkey import load_master_key
+        from swarmgate_encryption.service import EncryptionService
+
         master = load_master_key(settings, self._environ)
         store = open_keystore(settings, config.state.backend, manager.state)
         service = EncryptionService(settings, master, store, clock=self._clock)
