@@ -26,7 +26,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -36,11 +36,13 @@ from rich.table import Table
 from swarmgate import ConfigError, ProviderManager, registry
 from swarmgate.config import SwarmgateConfig, load_config
 from swarmgate.state import StateStore
-from swarmgate_encryption.keyring import KeyringError, MasterMismatchError, rotate_master
-from swarmgate_encryption.masterkey import generate_key_text, key_from_env, load_master_key
 from swarmgate_encryption.plugin import open_keystore, read_settings
-from swarmgate_encryption.service import EncryptionService
 from swarmgate_encryption.settings import SECTION
+
+# The keyring, master key and service (and cryptography) are imported when a
+# command runs: registering the commands costs a gateway no memory.
+if TYPE_CHECKING:
+    from swarmgate_encryption.service import EncryptionService
 
 ConfigSource = str | Path | dict[str, Any] | SwarmgateConfig | None
 
@@ -71,6 +73,8 @@ def _not_enabled(source: str | None) -> ConfigError:
 
 def encryption_service(manager: ProviderManager) -> EncryptionService:
     """The manager's encryption service; ConfigError when the config does not enable it."""
+    from swarmgate_encryption.service import EncryptionService
+
     service = manager.extensions.get("encryption")
     if not isinstance(service, EncryptionService):
         raise _not_enabled(manager.config.source)
@@ -95,6 +99,9 @@ async def rotate_data_key(config: ConfigSource, *, now: bool = False) -> dict[st
 
 async def rotate_master_key(config: ConfigSource, new_key_env: str) -> dict[str, Any]:
     """Re-wrap the keyring of ``config`` under the master key in ``$new_key_env``."""
+    from swarmgate_encryption.keyring import MasterMismatchError, rotate_master
+    from swarmgate_encryption.masterkey import key_from_env, load_master_key
+
     if config is None:
         raise ConfigError([("--config", "give the config the gateways run with (or set $SWARMGATE_CONFIG)")])
     loaded = load_config(config)
@@ -133,6 +140,8 @@ def _when(ts: float | None) -> str:
 @click.command("generate-key")
 def generate_key_command() -> None:
     """Print a new random master key (base64 of 32 bytes) for SWARMGATE_MASTER_KEY or a key file."""
+    from swarmgate_encryption.masterkey import generate_key_text
+
     click.echo(generate_key_text())
 
 
@@ -195,6 +204,8 @@ def rotate_command(now: bool, config_path: Path | None, as_json: bool) -> None:
 @_json_option
 def rotate_master_command(new_key_env: str, config_path: Path | None, as_json: bool) -> None:
     """Re-wrap every data key under a new master key (records are not re-encrypted)."""
+
+    from swarmgate_encryption.keyring import KeyringError
 
     async def run() -> dict[str, Any]:
         return await rotate_master_key(config_path, new_key_env)

@@ -25,7 +25,6 @@ from rich.table import Table
 
 from swarmgate.config import load_config
 from swarmgate.errors import ConfigError
-from swarmgate_redis.store import create_store
 
 #: Eviction policies that never drop a key without an expiry (counters, circuits, budgets).
 SAFE_POLICIES = frozenset({"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"})
@@ -83,6 +82,8 @@ async def status(config_path: Path | None, pings: int = 50) -> dict[str, Any]:
         raise ConfigError(
             [("state.backend", f'is {config.state.backend!r}: \'redis status\' needs "state": {{"backend": "redis"}}')]
         )
+    from swarmgate_redis.store import create_store  # redis-py only when the command runs
+
     store = create_store(config.state.options)
     try:
         ping = [await store.ping() for _ in range(pings)]
