@@ -273,6 +273,9 @@ class Gateway:
         self.service = GatewayService(self)
         #: Why the lifespan start-up failed, if it did.
         self.startup_error: Exception | None = None
+        #: Called once the gateway has started (the CLI's ``serve`` tunes the
+        #: garbage collector here: :func:`~swarmgate_server.gctune.tune_gc`).
+        self.after_start: Callable[[], None] | None = None
         self.admin = AdminAPI(self)
         self.starlette = Starlette(
             routes=self.admin.routes(),
@@ -325,6 +328,8 @@ class Gateway:
             self.startup_error = exc
             log.error("gateway_start_failed", error=f"{type(exc).__name__}: {exc}")
             raise
+        if self.after_start is not None:
+            self.after_start()
         try:
             async with anyio.create_task_group() as tasks:
                 # Long-lived tasks: each stream's disconnect watcher, the slow-body reaper.
@@ -761,4 +766,8 @@ def create_app(
 def app_from_env() -> Gateway:
     """An app factory for ``uvicorn --factory`` and multi-worker ``serve``:
     the config file from ``$SWARMGATE_CONFIG`` (else the embedded default)."""
-    return create_app(os.environ.get("SWARMGATE_CONFIG") or None)
+    from swarmgate_server.gctune import tune_gc
+
+    gateway = create_app(os.environ.get("SWARMGATE_CONFIG") or None)
+    gateway.after_start = tune_gc  # a worker process of its own
+    return gateway

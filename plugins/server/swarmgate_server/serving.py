@@ -30,6 +30,7 @@ import uvicorn
 
 from swarmgate import SwarmgateConfig, load_config
 from swarmgate_server.app import Gateway, create_app
+from swarmgate_server.gctune import tune_gc
 from swarmgate_server.settings import ServerSettings, load_settings
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def serve(
         )
         return
     gateway = create_app(config_path)
+    gateway.after_start = tune_gc  # this process serves the gateway: tune its collector
     config = uvicorn_config(gateway, settings, host=host, port=port, access_log=access)
     sock = config.bind_socket()
     bound = sock.getsockname()[1]

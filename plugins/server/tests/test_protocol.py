@@ -1,4 +1,5 @@
-"""The write-coalescing transport under the gateway's uvicorn protocol."""
+"""The gateway process's serving tweaks: the write-coalescing transport
+under uvicorn's protocol, and the garbage-collector tuning."""
 
 from __future__ import annotations
 
@@ -92,3 +93,20 @@ async def test_close_sends_what_is_held_and_abort_drops_it() -> None:
 
 def test_the_gateway_serves_with_the_coalescing_protocol() -> None:
     assert fastest_http() is CoalescingHttpToolsProtocol
+
+
+def test_the_collector_is_tuned_once_the_gateway_started() -> None:
+    import gc
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from swarmgate_server.gctune import YOUNG_THRESHOLD, tune_gc\n"
+        "tune_gc()\n"
+        "assert gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_threshold()\n"
+        "assert gc.get_freeze_count() > 0\n"
+    )
+    # In a process of its own: the tuning is process-wide, and the test process keeps CPython's defaults.
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert gc.get_freeze_count() == 0
