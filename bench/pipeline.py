@@ -63,6 +63,11 @@ CONFIG: dict[str, Any] = {
         for name, priority in (("alpha", 1), ("beta", 1), ("gamma", 2))
     },
     "routing": {"strategy": "priority", "loadBalancing": "round-robin"},
+    # The kernel's own cost: the plugins that are on by default when installed
+    # (usage log, analytics, audit log) are switched off here; bench/plugin_cost.py
+    # measures each of them.
+    "monitoring": {"usageLog": {"enabled": False}, "analytics": {"enabled": False}},
+    "security": {"audit": {"enabled": False}},
 }
 
 
