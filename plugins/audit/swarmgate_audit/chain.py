@@ -52,6 +52,43 @@ def record_hash(prev_hash: str, form: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def record_hash_encoded(
+    prev_hash: str,
+    seq: int,
+    record_id: str,
+    ts: float,
+    kind: str,
+    level: str,
+    data_json: str,
+    personal: str | None,
+) -> str:
+    """:func:`record_hash` of :func:`hashed_form`, given the record's data
+    already as canonical JSON (``data_json``, which the log stores anyway):
+    the hashed form is assembled around it, not encoded again. The same
+    bytes as ``canonical_json(hashed_form(...))``: keys in sorted order,
+    each value encoded by :func:`canonical_json` (tests check the two agree)."""
+    form = (
+        '{"data":'
+        + data_json
+        + ',"id":'
+        + canonical_json(record_id)
+        + ',"kind":'
+        + canonical_json(kind)
+        + ',"level":'
+        + canonical_json(level)
+        + ',"personal":'
+        + canonical_json(personal)
+        + ',"seq":'
+        + canonical_json(seq)
+        + ',"ts":'
+        + canonical_json(ts)
+        + "}"
+    )
+    digest = hashlib.sha256(prev_hash.encode("ascii"))
+    digest.update(form.encode("ascii"))
+    return digest.hexdigest()
+
+
 def personal_digest(canonical: str) -> str:
     """The digest of a record's personal fields, given as canonical JSON."""
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()

@@ -54,7 +54,14 @@ from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateC
 from swarmgate.errors import ERROR_CLASSES, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
-from swarmgate_audit.chain import GENESIS, canonical_json, hashed_form, personal_digest, record_hash
+from swarmgate_audit.chain import (
+    GENESIS,
+    canonical_json,
+    hashed_form,
+    personal_digest,
+    record_hash,
+    record_hash_encoded,
+)
 from swarmgate_audit.records import ADMIN, REQUEST, AuditRecord, ChainBreak, Encryptor, VerifyReport
 from swarmgate_audit.redact import redact_value
 from swarmgate_audit.settings import AuditSettings
@@ -254,6 +261,20 @@ class _Builder:
         self.include_bodies = include_bodies
         self.redact = redact
         self.encryption = encryption
+        # Salts are cut from one draw of the system CSPRNG per 256 records
+        # (a getrandom call per record cost more than the rest of the salt).
+        self._salts = ""
+        self._salt_at = 0
+        self._salt_lock = threading.Lock()
+
+    def _salt(self) -> str:
+        """A fresh random salt: 16 bytes from ``secrets``, as hex."""
+        with self._salt_lock:
+            at = self._salt_at
+            if at >= len(self._salts):
+                self._salts, at = secrets.token_hex(16 * 256), 0
+            self._salt_at = at + 32
+            return self._salts[at : at + 32]
 
     def _bodies(self, record_id: str, bodies: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | str]:
         """The personal fields holding ``bodies`` and the public ``bodies`` note."""
@@ -274,7 +295,7 @@ class _Builder:
     def _personal(self, fields: dict[str, Any]) -> str | None:
         if all(v is None for v in fields.values()):
             return None
-        fields["salt"] = secrets.token_hex(16)
+        fields["salt"] = self._salt()
         return canonical_json(fields)
 
     def request_entry(
@@ -487,9 +508,9 @@ def _append(conn: sqlite3.Connection, entries: Sequence[_Entry]) -> None:
     for e in entries:
         seq += 1
         digest = personal_digest(e.personal) if e.personal is not None else None
-        digest_value = hashed_form(seq, e.id, e.ts, e.kind, e.level, e.data, digest)
-        current = record_hash(prev, digest_value)
-        records.append((seq, e.id, e.ts, e.kind, e.level, canonical_json(e.data), digest, prev, current))
+        data_json = canonical_json(e.data)  # stored, and hashed inside the form: encoded once
+        current = record_hash_encoded(prev, seq, e.id, e.ts, e.kind, e.level, data_json, digest)
+        records.append((seq, e.id, e.ts, e.kind, e.level, data_json, digest, prev, current))
         if e.personal is not None:
             personal.append((seq, e.subject, e.subject2, e.personal))
         prev = current
