@@ -217,3 +217,50 @@ async def close_all(writers: list[asyncio.StreamWriter]) -> None:
             await writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+
+
+class AsyncConnection:
+    """One keep-alive HTTP/1.1 connection for paced load (``soak.py``):
+    :meth:`request` sends a POST and reads the whole answer (content-length
+    or chunked), returning its status."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, path: str, body: bytes, headers: Mapping[str, str]) -> int:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(http_request(self.host, self.port, path, body, headers))
+        reader = self.reader
+        status = int((await reader.readuntil(b"\r\n")).split()[1])
+        length: int | None = None
+        chunked = False
+        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            await reader.readexactly(length or 0)
+            return status
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass
+                return status
+            await reader.readexactly(size + 2)
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
