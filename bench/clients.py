@@ -72,6 +72,24 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """``pid``'s open file descriptors by kind: ``socket``, ``file``, ``other``
+    (pipes, eventfds, epoll, ...)."""
+    kinds = {"socket": 0, "file": 0, "other": 0}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return kinds
+    for name in names:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        kind = "socket" if link.startswith("socket:") else "file" if link.startswith("/") else "other"
+        kinds[kind] += 1
+    return kinds
+
+
 def http_request(host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
     """One HTTP/1.1 POST (keep-alive) as bytes."""
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]

@@ -33,7 +33,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from clients import AsyncConnection, cpu_seconds, open_fds, rss_kb  # noqa: E402
+from clients import AsyncConnection, cpu_seconds, fd_kinds, open_fds, rss_kb  # noqa: E402
 from compare import (  # noqa: E402
     CALLER_KEY,
     GATEWAY_CORE,
@@ -97,6 +97,7 @@ async def drive(
                     "t_s": round(now - started, 1),
                     "rss_mb": round(rss_kb(pid) / 1024.0, 1),
                     "fds": open_fds(pid),
+                    **{f"fds_{kind}": n for kind, n in fd_kinds(pid).items()},
                     "cpu_s": round(cpu_seconds(pid) - cpu0, 2),
                     "requests": counts["ok"] + counts["errors"],
                 }
