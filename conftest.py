@@ -1,5 +1,7 @@
 """Shared pytest set-up: every async test runs on asyncio and on trio."""
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -19,7 +21,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _swarmgate_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _swarmgate_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test gets its own data directory: a usage log, audit log or key
-    store written by one test is never read by another."""
-    monkeypatch.setenv("SWARMGATE_HOME", str(tmp_path_factory.mktemp("home")))
+    store written by one test is never read by another.
+
+    Its own MonkeyPatch, not the ``monkeypatch`` fixture: requesting that here
+    would create it before the folders' autouse fixtures, so it would be torn
+    down after them and put back the environment they had set (an allow-list
+    leaked into every later test that way)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SWARMGATE_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
