@@ -141,11 +141,23 @@ async def test_the_short_path_keeps_cookies_hooks_and_params(anyio_backend: str)
     seen: list[bytes] = []
 
     async def handler(stream: anyio.abc.SocketStream) -> None:
+        data = b""
         while True:
-            data = b""
             while b"\r\n\r\n" not in data:
                 data += await stream.receive()
-            seen.append(data)
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ),
+                0,
+            )
+            while len(data) < length:
+                data += await stream.receive()
+            data = data[length:]
+            seen.append(head)
             await stream.send(
                 b"HTTP/1.1 200 OK\r\nset-cookie: sticky=abc; Path=/\r\ncontent-type: application/json\r\n"
                 b"content-length: 2\r\n\r\n{}"
