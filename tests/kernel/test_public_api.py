@@ -12,6 +12,7 @@ def test_public_names_are_exactly_all() -> None:
     public = {name for name in dir(swarmgate) if not name.startswith("_")}
     modules = {
         "alerts",
+        "batching",
         "builtins",
         "callers",
         "paths",

@@ -48,6 +48,7 @@ from swarmgate import (
     SwarmgateConfig,
     SwarmgateError,
 )
+from swarmgate.batching import gather_batch
 from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
@@ -761,34 +762,11 @@ class UsageLog:
                 return
 
     def _gather(self, first: Any) -> tuple[list[tuple[Any, ...]], _Control | None]:
-        """The batch that ``first`` opens, and the control message that ended
-        it (if one did). The first record opens a window of
-        ``commit_interval``; the writer sleeps until it closes -- or until a
-        control message or a full batch wakes it (:attr:`_wake`) -- and then
-        takes what was queued meanwhile at once: not one wake-up per record,
-        which under load cost the recording thread a GIL hand-over each."""
-        get_nowait = self._queue.get_nowait
-        wake = self._wake
-        max_batch = self.max_batch
-        deadline = time.monotonic() + self.commit_interval
-        pending: list[tuple[Any, ...]] = []
-        item = first
-        while True:
-            if type(item) is not tuple:
-                return pending, item
-            pending.append(item)
-            if len(pending) >= max_batch:
-                return pending, None
-            while True:
-                try:
-                    item = get_nowait()
-                    break
-                except queue.Empty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return pending, None
-                    wake.wait(remaining)
-                    wake.clear()  # then look again: nothing queued before the clear is missed
+        """The batch that ``first`` opens and the control message that ended
+        it (see :func:`swarmgate.batching.gather_batch`)."""
+        return gather_batch(
+            self._queue.get_nowait, self._wake, first, max_batch=self.max_batch, window=self.commit_interval
+        )
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
         """Write ``batch`` in one transaction; the error text if it failed (the batch is then dropped).
