@@ -498,7 +498,11 @@ class Gateway:
 
     # -- the hot path ----------------------------------------------------------------
 
-    async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
+    async def _read_body(self, receive: Receive, length: bytes | None, scope: anyio.CancelScope) -> bytes:
+        """The request body. While it is read, ``scope`` (the request's cancel
+        scope, entered by the caller) is registered for :meth:`_housekeeping`,
+        which cancels it past ``server.bodyTimeout``; the caller answers 408
+        when it finds the scope cancelled with :attr:`_reading` still set."""
         limit = self.settings.max_body_size
         if length is not None:
             try:
@@ -513,31 +517,25 @@ class Gateway:
                 )
         chunks: list[bytes] = []
         size = 0
-        scope = anyio.CancelScope()
         token = id(scope)
         self._reads[token] = (time.monotonic() + self._body_timeout, scope)
         try:
-            with scope:
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = message.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > limit:
-                            raise GatewayError(
-                                413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
-                            )
-                        chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise GatewayError(
+                            413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
+                        )
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
         finally:
             del self._reads[token]
-        if scope.cancelled_caught:
-            raise GatewayError(
-                408, f"the request body was not received within {self._body_timeout:g} s", code="request_timeout"
-            )
         if len(chunks) == 1:
             return chunks[0]
         return b"".join(chunks)
@@ -549,24 +547,38 @@ class Gateway:
             await send_error(send, error, dialect.error_body(error), close=True)
             return
         self.inflight += 1
+        # One cancel scope per request (anyio's cost ~4 µs each): the body-read
+        # timeout cancels it while the body is read, the disconnect watcher
+        # while the answer is made and sent.
+        cancel = anyio.CancelScope()
+        reading = True
         try:
-            try:
-                request, stream, include_usage = await self._request(scope, receive, dialect)
-            except GatewayError as error:
-                await send_error(send, error, dialect.error_body(error), close=error.status in (408, 413))
-                return
-            except _ClientGone:
-                return
-            if stream:
-                await self._stream(request, receive, send, dialect, include_usage, started)
-            else:
-                await self._complete(request, receive, send, dialect, started)
+            with cancel:
+                try:
+                    request, stream, include_usage = await self._request(scope, receive, dialect, cancel)
+                except GatewayError as error:
+                    await send_error(send, error, dialect.error_body(error), close=error.status in (408, 413))
+                    return
+                except _ClientGone:
+                    return
+                reading = False
+                if stream:
+                    await self._stream(request, receive, send, dialect, include_usage, started, cancel)
+                else:
+                    await self._complete(request, receive, send, dialect, started, cancel)
+            if cancel.cancelled_caught and reading:
+                error = GatewayError(
+                    408, f"the request body was not received within {self._body_timeout:g} s", code="request_timeout"
+                )
+                await send_error(send, error, dialect.error_body(error), close=True)
         finally:
             self.inflight -= 1
             if self._closing and not self.inflight and self._drained is not None:
                 self._drained.set()
 
-    async def _request(self, scope: Scope, receive: Receive, dialect: Dialect) -> tuple[CompletionRequest, bool, bool]:
+    async def _request(
+        self, scope: Scope, receive: Receive, dialect: Dialect, cancel: anyio.CancelScope
+    ) -> tuple[CompletionRequest, bool, bool]:
         authorization = api_key = length = None
         steer: list[tuple[bytes, bytes]] | None = None
         headers = steering.HEADERS
@@ -582,7 +594,7 @@ class Gateway:
                     steer = []
                 steer.append((name, value))
         caller = await self.authenticate(authorization, api_key)
-        body = await self._read_body(receive, length)
+        body = await self._read_body(receive, length, cancel)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -619,24 +631,31 @@ class Gateway:
         )
 
     async def _complete(
-        self, request: CompletionRequest, receive: Receive, send: Send, dialect: Dialect, started: float
+        self,
+        request: CompletionRequest,
+        receive: Receive,
+        send: Send,
+        dialect: Dialect,
+        started: float,
+        cancel: anyio.CancelScope,
     ) -> None:
-        """Answer a non-streamed request. While it runs it is registered for
-        a disconnect watcher (started by :meth:`_housekeeping` if it is still
-        running at the next round): a client that goes away cancels it, the
-        upstream call included, and the kernel records it as cancelled (499)."""
+        """Answer a non-streamed request, inside the request's cancel scope
+        ``cancel``. While it runs it is registered for a disconnect watcher
+        (started by :meth:`_housekeeping` if it is still running at the next
+        round): a client that goes away cancels it, the upstream call
+        included, and the kernel records it as cancelled (499)."""
         finished = [False]
-        scope = anyio.CancelScope()
-        token = id(scope)
-        self._unwatched[token] = (receive, scope, finished)
+        token = id(cancel)
+        self._unwatched[token] = (receive, cancel, finished)
         try:
-            with scope:
-                response = await self.manager.complete(request)
+            response = await self.manager.complete(request)
         except SwarmgateError as exc:
+            finished[0] = True
             error = self._error_for(exc, request, started)
             await send_error(send, error, dialect.error_body(error))
             return
         except Exception as exc:
+            finished[0] = True
             log.exception("request_crashed", error=f"{type(exc).__name__}: {exc}")
             error = internal_error(exc)
             await send_error(send, error, dialect.error_body(error))
@@ -644,8 +663,6 @@ class Gateway:
         finally:
             finished[0] = True
             self._unwatched.pop(token, None)
-        if scope.cancelled_caught:
-            return  # the client went away: nobody to answer
         body = dialect.render(response, int(time.time()))
         await send({"type": "http.response.start", "status": 200, "headers": answer_headers(response, len(body))})
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -658,17 +675,18 @@ class Gateway:
         dialect: Dialect,
         include_usage: bool,
         started: float,
+        cancel: anyio.CancelScope,
     ) -> None:
+        """Send a streamed answer, inside the request's cancel scope ``cancel``
+        (watched for a disconnect like a non-streamed request, see
+        :meth:`_housekeeping`: a stream over within a round never pays for a
+        watcher task of its own)."""
         events = self.manager.stream(request, errors="event")
         finished = [False]
-        scope = anyio.CancelScope()
-        # Watched like a non-streamed request (see _housekeeping): a stream
-        # over within a round never pays for a watcher task of its own.
-        token = id(scope)
-        self._unwatched[token] = (receive, scope, finished)
+        token = id(cancel)
+        self._unwatched[token] = (receive, cancel, finished)
         try:
-            with scope:
-                await self._pump(events, request, send, dialect, include_usage, started, finished)
+            await self._pump(events, request, send, dialect, include_usage, started, finished)
         except Exception as exc:
             log.exception("stream_crashed", error=f"{type(exc).__name__}: {exc}")
         finally:
