@@ -183,8 +183,9 @@ class SwarmgateClient(httpx.AsyncClient):
         return response
 
 
-#: Set to ``httpx`` to keep httpx's own transport under asyncio too (for
-#: comparisons, or if aiohttp misbehaves with some upstream).
+#: ``aiohttp`` keeps the aiohttp-based transport under asyncio, ``httpx``
+#: httpx's own (for comparisons, or to step around an upstream the native
+#: transport mishandles); unset (or ``native``): :class:`NativeTransport`.
 TRANSPORT_ENV = "SWARMGATE_HTTP_TRANSPORT"
 
 
@@ -192,22 +193,37 @@ def fast_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
     """The fastest transport for the running event loop, or ``None`` for
     httpx's own (what a client gets without ``transport=``).
 
-    Under asyncio, with the ``httpx-aiohttp`` package installed, an
-    :class:`AiohttpTransport`: aiohttp's connection pool and HTTP parser
-    behind httpx's API, several times cheaper per request than httpcore's
-    pool (which checks every idle connection's socket on each request).
-    aiohttp runs only on asyncio, so under trio -- or outside an event loop,
-    or with ``$SWARMGATE_HTTP_TRANSPORT=httpx`` -- this is ``None``.
+    Under asyncio, when ``httptools`` imports: swarmgate's own
+    :class:`~swarmgate.transport.NativeTransport` (asyncio protocols, the
+    llhttp parser; measured at a fraction of aiohttp's cost per request).
+    ``$SWARMGATE_HTTP_TRANSPORT=aiohttp`` selects :class:`AiohttpTransport`
+    instead (aiohttp's pool behind httpx's API; needs ``httpx-aiohttp``,
+    imported only then), ``=httpx`` httpx's own. Under trio, or outside an
+    event loop, this is ``None``: both fast transports are asyncio-only.
     """
-    if os.environ.get(TRANSPORT_ENV, "").strip().lower() == "httpx":
+    choice = os.environ.get(TRANSPORT_ENV, "").strip().lower()
+    if choice == "httpx":
         return None
     try:
         if sniffio.current_async_library() != "asyncio":
             return None
     except sniffio.AsyncLibraryNotFoundError:
         return None
-    transport_class = _aiohttp_transport_class()
+    if choice == "aiohttp":
+        transport_class = _aiohttp_transport_class()
+    else:
+        transport_class = _native_transport_class() or _aiohttp_transport_class()
     return transport_class(limits) if transport_class is not None else None
+
+
+@functools.cache
+def _native_transport_class() -> Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None:
+    """:class:`~swarmgate.transport.NativeTransport` when httptools imports, else ``None``."""
+    try:
+        from swarmgate.transport import NativeTransport
+    except ImportError:
+        return None
+    return NativeTransport
 
 
 @functools.cache

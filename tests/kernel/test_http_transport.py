@@ -1,6 +1,8 @@
-"""The transport behind :func:`swarmgate.http.make_client`: aiohttp's under
-asyncio (httpx-aiohttp), httpx's own under trio, and the same httpx errors
-for the same transport failures either way (real sockets)."""
+"""The transport behind :func:`swarmgate.http.make_client`: swarmgate's
+native one under asyncio (or aiohttp's, with ``$SWARMGATE_HTTP_TRANSPORT``),
+httpx's own under trio, and the same httpx errors for the same transport
+failures whichever it is (real sockets). Every test runs three ways:
+asyncio with the native transport, asyncio with the aiohttp one, trio."""
 
 from __future__ import annotations
 
@@ -16,8 +18,31 @@ import pytest
 from swarmgate.config import ProviderConfig
 from swarmgate.http import TRANSPORT_ENV, AiohttpTransport, SwarmgateClient, make_client
 from swarmgate.testing import unreachable_url
+from swarmgate.transport import NativeTransport
 
 pytestmark = pytest.mark.anyio
+
+#: (event loop, transport) combinations: both fast transports under asyncio, httpx's under trio.
+COMBINATIONS = [("asyncio", "native"), ("asyncio", "aiohttp"), ("trio", "httpx")]
+EXPECTED = {"native": NativeTransport, "aiohttp": AiohttpTransport, "httpx": httpx.AsyncHTTPTransport}
+
+
+@pytest.fixture(params=COMBINATIONS, ids=["asyncio-native", "asyncio-aiohttp", "trio"])
+def transport_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The event loop and the transport ``make_client`` is to pick (set through the environment)."""
+    backend, kind = request.param
+    if kind == "aiohttp":
+        monkeypatch.setenv(TRANSPORT_ENV, "aiohttp")
+    else:
+        monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    return backend, kind
+
+
+@pytest.fixture
+def anyio_backend(transport_kind: tuple[str, str]) -> str:
+    """This module's event loops follow :func:`transport_kind`."""
+    return transport_kind[0]
+
 
 Handler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
 
@@ -53,9 +78,17 @@ async def _server(handler: Handler) -> AsyncIterator[str]:
             tasks.cancel_scope.cancel()
 
 
-async def test_the_transport_follows_the_event_loop(anyio_backend: str) -> None:
+async def test_the_transport_follows_the_event_loop(transport_kind: tuple[str, str]) -> None:
     async with make_client(_config(), base_url="http://127.0.0.1:1") as client:
-        expected = AiohttpTransport if anyio_backend == "asyncio" else httpx.AsyncHTTPTransport
+        assert type(client._transport) is EXPECTED[transport_kind[1]]
+
+
+async def test_native_is_the_default_and_can_be_named(
+    transport_kind: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TRANSPORT_ENV, "native")
+    async with make_client(_config(), base_url="http://127.0.0.1:1") as client:
+        expected = NativeTransport if transport_kind[0] == "asyncio" else httpx.AsyncHTTPTransport
         assert type(client._transport) is expected
 
 
