@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import inspect
+import operator
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,28 @@ KERNEL = "swarmgate"
 
 log = get_logger("swarmgate.plugins")
 
-_Impl = tuple[Callable[..., Any], tuple[str, ...], bool, str]
+#: One resolved hook implementation: a callable taking the hook's arguments
+#: positionally, in the hookspec's order (the implementation itself when it
+#: takes them all, else an adapter passing the ones it names), whether it is
+#: a coroutine function, and the plugin's name.
+_Impl = tuple[Callable[..., Any], bool, str]
+
+
+def _positional(function: Callable[..., Any], spec: Sequence[str], wanted: Sequence[str]) -> Callable[..., Any]:
+    """``function`` (taking the arguments named ``wanted``) as a callable
+    taking all of ``spec``'s arguments positionally. Made once per hook
+    implementation: a call then builds no keyword dict and no argument list
+    (pluggy's own dispatch does both, on every call)."""
+    positions = tuple(spec.index(name) for name in wanted)
+    if positions == tuple(range(len(spec))):
+        return function
+    if not positions:
+        return lambda *args: function()
+    if len(positions) == 1:
+        (only,) = positions
+        return lambda *args: function(args[only])
+    pick = operator.itemgetter(*positions)
+    return lambda *args: function(*pick(args))
 
 
 @attrs.frozen
@@ -198,10 +220,10 @@ class PluginHost:
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
+            spec = tuple(caller.spec.argnames) if caller.spec is not None else ()
             impls = tuple(
                 (
-                    impl.function,
-                    tuple(impl.argnames),
+                    _positional(impl.function, spec, impl.argnames),
                     inspect.iscoroutinefunction(impl.function),
                     impl.plugin_name,
                 )
@@ -214,19 +236,21 @@ class PluginHost:
         """Whether any plugin implements ``hook``."""
         return bool(self._resolve(hook))
 
-    async def _first(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
-        for fn, argnames, is_async, _ in self._resolve(hook):
-            result = fn(*[kwargs[n] for n in argnames])
+    async def _first(self, hook: str, args: tuple[Any, ...]) -> Any:
+        """The first non-``None`` result; ``args`` in the hookspec's order."""
+        for fn, is_async, _ in self._resolve(hook):
+            result = fn(*args)
             if is_async:
                 result = await result
             if result is not None:
                 return result
         return None
 
-    async def _each(self, hook: str, kwargs: Mapping[str, Any], *, swallow: bool) -> None:
-        for fn, argnames, is_async, plugin in self._resolve(hook):
+    async def _each(self, hook: str, args: tuple[Any, ...], *, swallow: bool) -> None:
+        """Call every implementation; ``args`` in the hookspec's order."""
+        for fn, is_async, plugin in self._resolve(hook):
             try:
-                result = fn(*[kwargs[n] for n in argnames])
+                result = fn(*args)
                 if is_async:
                     await result
             except Exception as exc:
@@ -239,9 +263,8 @@ class PluginHost:
     ) -> tuple[CompletionRequest, CompletionResponse | None]:
         """Run ``before_request``; returns the (possibly replaced) request and
         a short-circuit response, if one was returned."""
-        for fn, argnames, is_async, plugin in self._resolve("before_request"):
-            kwargs = {"request": request, "context": context}
-            result = fn(*[kwargs[n] for n in argnames])
+        for fn, is_async, plugin in self._resolve("before_request"):
+            result = fn(request, context)
             if is_async:
                 result = await result
             if result is None:
@@ -258,10 +281,9 @@ class PluginHost:
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> dict[Target, str]:
         """Every target some plugin rules out, with the first reason given."""
-        kwargs = {"request": request, "candidates": candidates, "context": context}
         dropped: dict[Target, str] = {}
-        for fn, argnames, is_async, _plugin in self._resolve("filter_targets"):
-            result = fn(*[kwargs[n] for n in argnames])
+        for fn, is_async, _plugin in self._resolve("filter_targets"):
+            result = fn(request, candidates, context)
             if is_async:
                 result = await result
             if result:
@@ -273,33 +295,30 @@ class PluginHost:
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> Sequence[Target]:
         """The first ordering any plugin returns (the candidates unchanged if none)."""
-        result = await self._first(
-            "select_provider", {"request": request, "candidates": candidates, "context": context}
-        )
+        result = await self._first("select_provider", (request, candidates, context))
         return candidates if result is None else result
 
     async def after_response(
         self, request: CompletionRequest, response: CompletionResponse, context: RequestContext
     ) -> None:
         """Run every ``after_response``; exceptions are logged, not raised."""
-        await self._each("after_response", {"request": request, "response": response, "context": context}, swallow=True)
+        await self._each("after_response", (request, response, context), swallow=True)
 
     async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
         """Run every ``before_attempt``; the first exception propagates (a refusal)."""
-        await self._each("before_attempt", {"request": request, "target": target, "context": context}, swallow=False)
+        await self._each("before_attempt", (request, target, context), swallow=False)
 
     async def request_failed(self, request: CompletionRequest, error: SwarmgateError, context: RequestContext) -> None:
         """Run every ``request_failed``; exceptions are logged, not raised."""
-        await self._each("request_failed", {"request": request, "error": error, "context": context}, swallow=True)
+        await self._each("request_failed", (request, error, context), swallow=True)
 
     async def on_failure(
         self, request: CompletionRequest, target: Target, error: SwarmgateError, context: RequestContext
     ) -> FailureDecision | None:
         """The first decision any plugin returns; failing plugins count as ``None``."""
-        kwargs = {"request": request, "target": target, "error": error, "context": context}
-        for fn, argnames, is_async, plugin in self._resolve("on_failure"):
+        for fn, is_async, plugin in self._resolve("on_failure"):
             try:
-                result = fn(*[kwargs[n] for n in argnames])
+                result = fn(request, target, error, context)
                 if is_async:
                     result = await result
             except Exception as exc:  # noqa: BLE001 - contract: a failing on_failure counts as None
@@ -311,29 +330,29 @@ class PluginHost:
 
     async def deliver_alert(self, alert: Alert, manager: ProviderManager) -> None:
         """Run every ``deliver_alert``; exceptions are logged."""
-        await self._each("deliver_alert", {"alert": alert, "manager": manager}, swallow=True)
+        await self._each("deliver_alert", (alert, manager), swallow=True)
 
     async def health_probe(self, manager: ProviderManager, name: str, provider: Provider) -> HealthStatus:
         """The first health status any plugin returns; an exception is unhealthy."""
         try:
-            result = await self._first("health_probe", {"manager": manager, "name": name, "provider": provider})
+            result = await self._first("health_probe", (manager, name, provider))
         except Exception as exc:  # noqa: BLE001 - contract: a failing probe means unhealthy
             return HealthStatus(False, detail=f"{type(exc).__name__}: {exc}")
         return result if result is not None else HealthStatus(False, detail="no health probe for this provider")
 
     async def plugin_setup(self, manager: ProviderManager) -> None:
         """Run every ``plugin_setup``; the first exception aborts."""
-        await self._each("plugin_setup", {"manager": manager}, swallow=False)
+        await self._each("plugin_setup", (manager,), swallow=False)
 
     async def plugin_shutdown(self, manager: ProviderManager) -> None:
         """Run every ``plugin_shutdown``; exceptions are logged."""
-        await self._each("plugin_shutdown", {"manager": manager}, swallow=True)
+        await self._each("plugin_shutdown", (manager,), swallow=True)
 
     async def provider_changed(
         self, manager: ProviderManager, name: str, old: ProviderConfig | None, new: ProviderConfig | None
     ) -> None:
         """Run every ``provider_changed``; exceptions are logged."""
-        await self._each("provider_changed", {"manager": manager, "name": name, "old": old, "new": new}, swallow=True)
+        await self._each("provider_changed", (manager, name, old, new), swallow=True)
 
     def default_config(self) -> Mapping[str, Any] | None:
         """The first default config a plugin offers, or ``None``."""
