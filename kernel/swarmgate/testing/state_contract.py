@@ -22,7 +22,10 @@ the plugins rely on exactly what it checks: values with expiry, counters
 whose ``ttl`` is set at creation only, sliding windows, token buckets
 (a refused take changes nothing, a negative take gives back, a zero take
 reads the level), ``delete`` across kinds, ``keys`` of live values and
-counters only, and atomicity under concurrent callers.
+counters only, the batches (``take_many`` with its modes and debt,
+``incr_many`` with ceilings, ``get_many``: all or nothing, in order), and
+atomicity under concurrent callers. A subclass may override :meth:`batch`
+to check the batches a store gets another way (the single-key fallback).
 
 Time is real: the tests sleep multiples of :attr:`StateStoreContract.tick`
 seconds (a backend may use its own clock, e.g. its server's) and accept a
@@ -42,7 +45,7 @@ from typing import ClassVar
 import anyio
 import pytest
 
-from swarmgate.state import BucketResult, StateStore
+from swarmgate.state import BatchOps, BucketResult, BucketsResult, StateStore, TokenBucket, batch_ops
 
 #: A refill rate so slow that no test sees it move (tokens per second).
 STILL = 1e-6
@@ -83,6 +86,12 @@ class StateStoreContract:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.close_store(store)
+
+    def batch(self, store: StateStore) -> BatchOps:
+        """The batch operations under test: the store's own (:func:`batch_ops`)."""
+        ops = batch_ops(store)
+        assert ops.native, "the store lacks take_many, incr_many or get_many"
+        return ops
 
     async def sleep_ticks(self, ticks: float) -> None:
         """Sleep ``ticks`` ticks."""
@@ -391,6 +400,184 @@ class StateStoreContract:
                     await peer.aclose()
             assert allowed.count(True) == 10
             assert allowed.count(False) == 30
+
+    # -- batches ------------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_take_many_applies_every_operation_or_none(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            a, b = TokenBucket("a", STILL, 5.0), TokenBucket("b", STILL, 1.0)
+            taken = await take_many([(a, 2.0, "take"), (b, 1.0, "take")])
+            assert taken.allowed
+            assert taken.refused == -1
+            assert taken.retry_after == 0.0
+            assert taken.levels == pytest.approx((3.0, 0.0), abs=1e-3)
+            refused = await take_many([(a, 3.0, "take"), (b, 1.0, "take"), (a, 99.0, "take")])
+            assert not refused.allowed
+            assert refused.refused == 1
+            assert refused.retry_after == pytest.approx(1.0 / STILL, rel=1e-3)
+            assert refused.levels == pytest.approx((3.0, 0.0), abs=1e-3)  # unchanged; the third not evaluated
+            assert (await store.take_tokens("a", rate=STILL, capacity=5.0, tokens=0.0)).remaining == pytest.approx(
+                3.0, abs=1e-3
+            )
+            assert await take_many([]) == BucketsResult(-1, 0.0, ())
+
+    @pytest.mark.anyio
+    async def test_take_many_sees_its_own_earlier_operations(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            a = TokenBucket("a", STILL, 5.0)
+            twice = await take_many([(a, 2.0, "take"), (a, 2.0, "take")])
+            assert twice.levels == pytest.approx((3.0, 1.0), abs=1e-3)
+            over = await take_many([(a, 1.0, "take"), (a, 1.0, "take")])
+            assert over.refused == 1
+            assert over.levels == pytest.approx((1.0, 1.0), abs=1e-3)
+            back = await take_many([(a, -10.0, "take"), (a, 0.0, "take")])
+            assert back.levels == pytest.approx((11.0, 5.0), abs=1e-3)  # capped by the next operation
+
+    @pytest.mark.anyio
+    async def test_take_many_shares_buckets_with_take_tokens(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            await store.take_tokens("a", rate=STILL, capacity=4.0, tokens=3.0)
+            assert (await take_many([(TokenBucket("a", STILL, 4.0), 1.0, "take")])).levels == pytest.approx(
+                (0.0,), abs=1e-3
+            )
+            assert not (await store.take_tokens("a", rate=STILL, capacity=4.0, tokens=1.0)).allowed
+            assert await store.delete("a") == 1
+
+    @pytest.mark.anyio
+    async def test_charges_owe_what_the_bucket_lacks_and_reservations_pay_it(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            bucket = TokenBucket("t", STILL, 10.0)
+            assert (await take_many([(bucket, 4.0, "take")])).levels == pytest.approx((6.0,), abs=1e-3)
+            charged = await take_many([(bucket, 10.0, "charge")])  # 6 there: drained, 4 owed
+            assert charged.allowed
+            assert charged.levels == pytest.approx((0.0,), abs=1e-3)
+            refused = await take_many([(bucket, 1.0, "reserve")])  # needs 1 + 4 owed
+            assert refused.refused == 0
+            assert refused.retry_after == pytest.approx(5.0 / STILL, rel=1e-3)
+            await take_many([(bucket, -8.0, "take")])
+            paid = await take_many([(bucket, 1.0, "reserve")])
+            assert paid.levels == pytest.approx((3.0,), abs=1e-3)
+            again = await take_many([(bucket, 1.0, "reserve")])  # the debt is paid
+            assert again.levels == pytest.approx((2.0,), abs=1e-3)
+            covered = await take_many([(bucket, 2.0, "charge")])  # the bucket holds it: a plain take
+            assert covered.levels == pytest.approx((0.0,), abs=1e-3)
+
+    @pytest.mark.anyio
+    async def test_a_reservation_beyond_the_capacity_takes_the_bucket_and_owes_the_rest(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            bucket = TokenBucket("t", STILL, 10.0)
+            big = await take_many([(bucket, 15.0, "reserve")])
+            assert big.allowed
+            assert big.levels == pytest.approx((0.0,), abs=1e-3)
+            await take_many([(bucket, -10.0, "take")])
+            paid = await take_many([(bucket, 1.0, "reserve")])  # 1 + 5 owed
+            assert paid.levels == pytest.approx((4.0,), abs=1e-3)
+
+    @pytest.mark.anyio
+    async def test_debt_expires_once_the_bucket_would_have_refilled(self) -> None:
+        async with self.opened() as store:
+            take_many = self.batch(store).take_many
+            bucket = TokenBucket("t", 10.0 / self.tick, 10.0)  # refills completely in one tick
+            await take_many([(bucket, 30.0, "charge")])  # 10 drained, 20 owed for (10 + 20) / rate: 3 ticks
+            assert (await take_many([(bucket, 1.0, "reserve")])).refused == 0
+            await self.sleep_ticks(6)
+            paid = await take_many([(bucket, 1.0, "reserve")])
+            assert paid.allowed
+            assert paid.levels[0] >= 8.0  # 9: the debt is gone (it would have taken the whole bucket)
+
+    @pytest.mark.anyio
+    async def test_take_many_is_atomic_under_concurrent_callers(self) -> None:
+        async with self.opened() as store:
+            peer = await self.open_peer(store)
+            small, large = TokenBucket("small", STILL, 10.0), TokenBucket("large", STILL, 1000.0)
+            allowed: list[bool] = []
+
+            async def take(on: StateStore) -> None:
+                result = await self.batch(on).take_many([(large, 1.0, "take"), (small, 1.0, "take")])
+                allowed.append(result.allowed)
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i in range(40):
+                        tg.start_soon(take, store if i % 2 else peer)
+            finally:
+                if peer is not store:
+                    await peer.aclose()
+            assert allowed.count(True) == 10
+            level = await store.take_tokens("large", rate=STILL, capacity=1000.0, tokens=0.0)
+            assert level.remaining == pytest.approx(990.0, abs=1e-2)
+
+    @pytest.mark.anyio
+    async def test_incr_many_adds_in_order_all_or_nothing(self) -> None:
+        async with self.opened() as store:
+            incr_many = self.batch(store).incr_many
+            done = await incr_many([("a", 1.5, None), ("b", 2.0, None), ("a", 0.25, None)], None)
+            assert done.applied
+            assert done.values == (1.5, 2.0, 1.75)
+            refused = await incr_many([("a", 1.0, None), ("c", 5.0, None), ("b", 1.0, None)], [10.0, 4.0, math.inf])
+            assert not refused.applied
+            assert refused.refused == 1
+            assert refused.values == (2.75, 5.0)
+            assert float(await store.get("a") or b"nan") == 1.75
+            assert float(await store.get("c") or b"0") == 0.0  # absent, or back at 0 (the single-key fallback)
+            within = await incr_many([("a", 0.1, None), ("a", 0.2, None)], [math.inf, 2.1])
+            assert within.applied
+            assert within.values == (1.85, 1.85 + 0.2)
+            assert await store.incr("a", 0.0) == 1.85 + 0.2
+            assert (await incr_many([], None)).values == ()
+
+    @pytest.mark.anyio
+    async def test_incr_many_sets_a_ttl_at_creation_only_and_refuses_non_numbers(self) -> None:
+        async with self.opened() as store:
+            incr_many = self.batch(store).incr_many
+            await incr_many([("short", 1.0, 2 * self.tick), ("kept", 1.0, None)], None)
+            await incr_many([("short", 1.0, 1000.0), ("kept", 1.0, 2 * self.tick)], None)
+            await self.sleep_ticks(4)
+            assert await store.get("short") is None
+            assert float(await store.get("kept") or b"nan") == 2.0
+            await store.set("text", b"not a number")
+            with pytest.raises(ValueError, match="text"):
+                await incr_many([("kept", 1.0, None), ("text", 1.0, None)], None)
+            assert float(await store.get("kept") or b"nan") == 2.0
+
+    @pytest.mark.anyio
+    async def test_incr_many_is_atomic_under_concurrent_callers(self) -> None:
+        async with self.opened() as store:
+            peer = await self.open_peer(store)
+            applied: list[bool] = []
+
+            async def reserve(on: StateStore) -> None:
+                result = await self.batch(on).incr_many([("all", 1.0, None), ("capped", 1.0, None)], [math.inf, 10.0])
+                applied.append(result.applied)
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i in range(40):
+                        tg.start_soon(reserve, store if i % 2 else peer)
+            finally:
+                if peer is not store:
+                    await peer.aclose()
+            assert applied.count(True) == 10
+            assert await store.incr("all", 0.0) == 10.0
+            assert await store.incr("capped", 0.0) == 10.0
+
+    @pytest.mark.anyio
+    async def test_get_many_reads_values_and_counters(self) -> None:
+        async with self.opened() as store:
+            await store.set("v", b"value")
+            await store.incr("c", 2.5)
+            await store.set("gone", b"x", ttl=0)
+            got = await self.batch(store).get_many(["v", "c", "absent", "gone", "v"])
+            assert got[0] == b"value"
+            assert float(got[1] or b"nan") == 2.5
+            assert got[2:] == [None, None, b"value"]
+            assert await self.batch(store).get_many([]) == []
 
     # -- kinds sharing a name, handles sharing a state ----------------------------------
 

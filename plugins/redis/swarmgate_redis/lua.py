@@ -19,7 +19,9 @@ that a value, a window and a bucket may share a StateStore key as they do in
   zero-padded hex sequence number, unique and in insertion order);
 * ``<ns>s:<key>`` -- that window's running total and sequence: a hash
   ``{sum, seq}``;
-* ``<ns>b:<key>`` -- a token bucket: a hash ``{level, stamp}``.
+* ``<ns>b:<key>`` -- a token bucket: a hash ``{level, stamp}``, plus
+  ``{debt, debt_exp}`` (tokens owed, and when that debt expires, server
+  time) while it has debt (:data:`TAKE_MANY`).
 """
 
 from __future__ import annotations
@@ -121,11 +123,12 @@ return fmt(total)
 
 #: KEYS: bucket (hash). ARGV: rate (tokens/s), capacity, tokens.
 #: Returns {allowed (0/1), level, retry_after}. A bucket that is absent reads
-#: as full, so the hash expires once it would have refilled (plus a second).
+#: as full, so the hash expires once it would have refilled (plus a second),
+#: or once its debt (see TAKE_MANY) has expired if that is later.
 TAKE_TOKENS = r"""
 local t = now()
 local rate, capacity, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local bucket = redis.call('HMGET', KEYS[1], 'level', 'stamp')
+local bucket = redis.call('HMGET', KEYS[1], 'level', 'stamp', 'debt_exp')
 local level
 if bucket[1] then
   local elapsed = t - tonumber(bucket[2])
@@ -146,6 +149,7 @@ end
 redis.call('HSET', KEYS[1], 'level', fmt(level), 'stamp', fmt(t))
 if rate > 0 then
   local ms = math.ceil((capacity - level) / rate * 1000) + 1000
+  if bucket[3] then ms = math.max(ms, math.ceil((tonumber(bucket[3]) - t) * 1000) + 1000) end
   if ms ~= ms or ms >= 1e15 then
     redis.call('PERSIST', KEYS[1])
   else
@@ -155,6 +159,145 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 return {allowed, fmt(level), fmt(wait)}
+"""
+
+#: KEYS: bucket hashes, one per operation (a key may repeat). ARGV: four per
+#: operation: rate (tokens/s), capacity, tokens, mode ('take', 'reserve',
+#: 'charge': see swarmgate.state.TakeMode). All or nothing: each bucket is
+#: staged on first sight, the operations run in order on the staged copies,
+#: and the copies are written only if none was refused. Returns {refused
+#: (1-based index, 0: none), retry_after, level...}: the levels after each
+#: operation, or when refused the unchanged levels up to the refused one.
+TAKE_MANY = r"""
+local t = now()
+local staged, order, levels = {}, {}, {}
+local function owe(s, amount, capacity, rate)
+  if s.dexp and s.dexp > t then
+    s.debt = s.debt + amount
+  else
+    s.debt = amount
+    if rate > 0 then s.dexp = t + (capacity + amount) / rate else s.dexp = math.huge end
+  end
+end
+for i = 1, #KEYS do
+  local key, base = KEYS[i], (i - 1) * 4
+  local rate, capacity, tokens, mode = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 4]
+  local s = staged[key]
+  if not s then
+    local b = redis.call('HMGET', key, 'level', 'stamp', 'debt', 'debt_exp')
+    local level = capacity
+    if b[1] then
+      local elapsed = t - tonumber(b[2])
+      if elapsed < 0 then elapsed = 0 end
+      level = math.min(capacity, tonumber(b[1]) + elapsed * rate)
+    end
+    s = {level = level, first = level, debt = 0.0, dexp = nil, had = b[3] ~= false}
+    if b[4] and tonumber(b[4]) > t then
+      s.debt, s.dexp = tonumber(b[3]), tonumber(b[4])
+    end
+    staged[key] = s
+    order[#order + 1] = key
+  elseif s.level > capacity then
+    s.level = capacity
+  end
+  s.rate, s.capacity = rate, capacity
+  local level, short = s.level, nil
+  if mode == 'take' then
+    if level < tokens then short = tokens - level else s.level = level - tokens end
+  elseif mode == 'reserve' then
+    local debt = 0.0
+    if s.dexp and s.dexp > t and s.debt > 0 then debt = s.debt end
+    local want = tokens + debt
+    local take = want
+    if take > capacity then take = capacity end
+    if level < take then
+      short = take - level
+    else
+      s.level = level - take
+      if debt > 0 then s.debt = 0.0 end
+      if want > take then owe(s, want - take, capacity, rate) end
+    end
+  elseif level >= tokens then
+    s.level = level - tokens
+  else
+    local drained = 0.0
+    if level > 0 then drained = level end
+    s.level = level - drained
+    owe(s, tokens - drained, capacity, rate)
+  end
+  if short then
+    local wait = math.huge
+    if rate > 0 then wait = short / rate end
+    local out = {i, fmt(wait)}
+    for j = 1, i do out[#out + 1] = fmt(staged[KEYS[j]].first) end
+    return out
+  end
+  levels[#levels + 1] = fmt(s.level)
+end
+for _, key in ipairs(order) do
+  local s = staged[key]
+  local ms = nil
+  if s.rate > 0 then ms = math.ceil((s.capacity - s.level) / s.rate * 1000) + 1000 end
+  if s.dexp and s.dexp > t then
+    redis.call('HSET', key, 'level', fmt(s.level), 'stamp', fmt(t), 'debt', fmt(s.debt), 'debt_exp', fmt(s.dexp))
+    if ms then ms = math.max(ms, math.ceil((s.dexp - t) * 1000) + 1000) end
+  else
+    redis.call('HSET', key, 'level', fmt(s.level), 'stamp', fmt(t))
+    if s.had then redis.call('HDEL', key, 'debt', 'debt_exp') end
+  end
+  if ms == nil or ms ~= ms or ms >= 1e15 then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, string.format('%d', math.max(ms, 1000)))
+  end
+end
+local out = {0, '0.0'}
+for j = 1, #levels do out[#out + 1] = levels[j] end
+return out
+"""
+
+#: KEYS: value keys, one per operation (a key may repeat). ARGV: three per
+#: operation: amount, ttl in ms as INCR's ('' = none), ceiling ('' = none).
+#: All or nothing, in order, as INCR each; nothing is written when a counter
+#: would end above its ceiling. Returns {refused (1-based index, 0: none),
+#: value...}: each counter's value after its operation (up to the refused one).
+INCR_MANY = r"""
+local staged, order, out = {}, {}, {0}
+for i = 1, #KEYS do
+  local key, base = KEYS[i], (i - 1) * 3
+  local s = staged[key]
+  if not s then
+    local cur = redis.call('GET', key)
+    if cur then
+      local n = 0
+      if cur ~= '' then n = tonumber(cur) end
+      if n == nil then return redis.error_reply('SWARMGATE_NOT_A_NUMBER ' .. i) end
+      s = {value = n, exists = true}
+    else
+      s = {value = 0.0, exists = false, ttl = ARGV[base + 2]}
+    end
+    staged[key] = s
+    order[#order + 1] = key
+  end
+  s.value = s.value + tonumber(ARGV[base + 1])
+  out[#out + 1] = fmt(s.value)
+  local ceiling = ARGV[base + 3]
+  if ceiling ~= '' and s.value > tonumber(ceiling) then
+    out[1] = i
+    return out
+  end
+end
+for _, key in ipairs(order) do
+  local s = staged[key]
+  if s.exists then
+    redis.call('SET', key, fmt(s.value), 'KEEPTTL')
+  elseif s.ttl == '' then
+    redis.call('SET', key, fmt(s.value))
+  elseif tonumber(s.ttl) > 0 then
+    redis.call('SET', key, fmt(s.value), 'PX', s.ttl)
+  end
+end
+return out
 """
 
 #: KEYS: the four Redis keys (value, points, totals, bucket) of each StateStore
@@ -191,6 +334,8 @@ SCRIPTS = {
     "window_add": Script.of("window_add", WINDOW_ADD, trim=True),
     "window_total": Script.of("window_total", WINDOW_TOTAL, trim=True),
     "take_tokens": Script.of("take_tokens", TAKE_TOKENS),
+    "take_many": Script.of("take_many", TAKE_MANY),
+    "incr_many": Script.of("incr_many", INCR_MANY),
     "delete": Script.of("delete", DELETE),
 }
 """Every script, by the StateStore operation it implements."""

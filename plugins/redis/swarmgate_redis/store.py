@@ -17,7 +17,8 @@ against both), with three differences that come from sharing:
 
 Every operation is one Redis command or one Lua script (``EVALSHA``, loaded
 once per server and reloaded if Redis restarted), so each is atomic with
-respect to every other client. See :mod:`swarmgate_redis.lua` for the key
+respect to every other client; the batches (``take_many``, ``incr_many``,
+``get_many``) are one round trip whatever their size. See :mod:`swarmgate_redis.lua` for the key
 layout.
 
 Event loops: under asyncio the store speaks ``redis.asyncio``. That client
@@ -55,7 +56,7 @@ from redis.retry import Retry
 from swarmgate.config import parse_section
 from swarmgate.errors import ConfigError, ErrorKind, SwarmgateError
 from swarmgate.logs import get_logger, register_secret
-from swarmgate.state import BucketResult
+from swarmgate.state import BucketOp, BucketResult, BucketsResult, CounterOp, CountersResult
 from swarmgate_redis.lua import NOT_A_NUMBER, SCRIPTS, Script
 from swarmgate_redis.settings import RedisOptions, mask_url, password_of
 
@@ -203,9 +204,17 @@ class RedisStateStore:
         except redis.exceptions.RedisError as exc:
             raise self._failure(exc) from exc
 
-    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[str | int], subject: str = "") -> Any:
+    async def _eval(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        subject: str = "",
+        subjects: Sequence[str] | None = None,
+    ) -> Any:
         """Run ``script`` by its SHA; load it first if the server does not know it.
-        ``subject`` is the StateStore key named in a ValueError."""
+        ``subject`` is the StateStore key named in a ValueError; for a batch,
+        ``subjects`` are the keys of its operations, in order."""
         if self._closed:
             raise RuntimeError("the Redis state store is closed")
         connection = self._connection()
@@ -217,6 +226,8 @@ class RedisStateStore:
                 return await connection.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.ResponseError as exc:
             if NOT_A_NUMBER in str(exc):
+                if subjects is not None:  # the script names the operation: 'SWARMGATE_NOT_A_NUMBER <n>'
+                    subject = subjects[int(str(exc).split(NOT_A_NUMBER, 1)[1].split()[0]) - 1]
                 raise ValueError(f"the value at {subject!r} is not a number") from None
             raise self._failure(exc) from exc
         except redis.exceptions.RedisError as exc:
@@ -287,6 +298,49 @@ class RedisStateStore:
             SCRIPTS["take_tokens"], (self._b + key,), (_num(rate), _num(capacity), _num(tokens))
         )
         return BucketResult(bool(allowed), float(level), float(wait))
+
+    async def take_many(self, ops: Sequence[BucketOp]) -> BucketsResult:
+        """The bucket operations of ``ops``, all or nothing, in one script
+        (see :meth:`swarmgate.state.StateStore.take_many`); server time."""
+        if not ops:
+            return BucketsResult(-1, 0.0, ())
+        prefix = self._b
+        keys = [prefix + bucket.key for bucket, _tokens, _mode in ops]
+        args = [
+            arg
+            for bucket, tokens, mode in ops
+            for arg in (_num(bucket.rate), _num(bucket.capacity), _num(tokens), mode)
+        ]
+        reply = await self._eval(SCRIPTS["take_many"], keys, args)
+        return BucketsResult(int(reply[0]) - 1, float(reply[1]), tuple(float(level) for level in reply[2:]))
+
+    async def incr_many(self, ops: Sequence[CounterOp], ceilings: Sequence[float] | None = None) -> CountersResult:
+        """The counter increments of ``ops``, all or nothing, in one script
+        (see :meth:`swarmgate.state.StateStore.incr_many`). Raises
+        ValueError, nothing applied, if a key holds a value that is not a number."""
+        if not ops:
+            return CountersResult(-1, ())
+        prefix = self._v
+        keys = [prefix + key for key, _amount, _ttl in ops]
+        args: list[str] = []
+        for index, (_key, amount, ttl) in enumerate(ops):
+            if _forever(ttl):
+                expiry = ""
+            else:
+                assert ttl is not None
+                expiry = str(_ms(ttl)) if ttl > 0 else "0"
+            ceiling = math.inf if ceilings is None else ceilings[index]
+            args += (_num(amount), expiry, "" if ceiling == math.inf else _num(ceiling))
+        reply = await self._eval(SCRIPTS["incr_many"], keys, args, subjects=[key for key, _a, _t in ops])
+        return CountersResult(int(reply[0]) - 1, tuple(float(value) for value in reply[1:]))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value (or counter text) at each key, in one ``MGET``."""
+        if not keys:
+            return []
+        prefix = self._v
+        values: list[bytes | None] = await self._execute("MGET", *[prefix + key for key in keys])
+        return values
 
     async def aclose(self) -> None:
         """Close the connections. Idempotent; the store is unusable afterwards."""
