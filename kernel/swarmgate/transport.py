@@ -214,7 +214,7 @@ class _Connection(asyncio.Protocol):
             self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.discard:
+        if self.discard or self.headers_done:  # trailers are dropped, as httpx's own transport does
             return
         self.headers.append((name, value))
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
