@@ -54,6 +54,7 @@ from swarmgate.config import (
     parse_section,
     validate,
 )
+from swarmgate.deadlines import new_watchdog
 from swarmgate.errors import (
     ConfigError,
     InvalidRequestError,
@@ -1475,14 +1476,12 @@ class ProviderManager:
         handle.inflight += 1
         stats.inflight += 1
         started = time.perf_counter()
+        watchdog = new_watchdog()
         try:
             try:
-                # A bare CancelScope costs less than fail_after()'s context manager.
-                scope = anyio.CancelScope(deadline=min(anyio.current_time() + call.timeout, context.deadline))
-                with scope:
+                # A watchdog costs a fraction of a CancelScope(deadline=...) (see swarmgate.deadlines).
+                with watchdog.until(min(watchdog.now() + call.timeout, context.deadline)):
                     reply = await self._complete_keyed(handle, call)
-                if scope.cancelled_caught:
-                    raise TimeoutError
             except SwarmgateError as exc:
                 error: SwarmgateError = exc
             except TimeoutError:
@@ -1513,6 +1512,7 @@ class ProviderManager:
             )
             raise
         finally:
+            watchdog.close()
             handle.inflight -= 1
             stats.inflight -= 1
             if handle.retired and handle.inflight == 0:
@@ -2018,22 +2018,27 @@ class ProviderManager:
         tool_calls: dict[int, dict[str, Any]] = {}
         reported_cost: float | None = None
         finish_metadata: Mapping[str, Any] = {}
+        watchdog = new_watchdog()
+        now = watchdog.now
+        idle = call.stream_idle_timeout
+        request_deadline = context.deadline
         try:
             try:
-                first_deadline = min(anyio.current_time() + call.first_token_timeout, context.deadline)
+                # One watchdog for the whole stream: each event moves its deadline
+                # (a float store), no timer is armed per event (see swarmgate.deadlines).
+                first_deadline = min(now() + call.first_token_timeout, request_deadline)
                 while True:
                     if outcome.started:
-                        deadline = min(anyio.current_time() + call.stream_idle_timeout, context.deadline)
+                        deadline = now() + idle
+                        if deadline > request_deadline:
+                            deadline = request_deadline
                     else:
                         deadline = first_deadline
-                    scope = anyio.CancelScope(deadline=deadline)
-                    with scope:
-                        try:
+                    try:
+                        with watchdog.until(deadline):
                             event = await next_event()
-                        except StopAsyncIteration:
-                            break
-                    if scope.cancelled_caught:
-                        raise TimeoutError
+                    except StopAsyncIteration:
+                        break
                     if isinstance(event, TextDelta | ToolCallDelta):
                         if not outcome.started:
                             outcome.started = True
@@ -2111,6 +2116,7 @@ class ProviderManager:
             self._record_cancelled(target, call, request, started, context, outcome, "".join(text), usage, ttft)
             raise
         finally:
+            watchdog.close()
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()  # type: ignore[attr-defined]
                 await self._release_slot(handle.name, slot)

@@ -13,6 +13,7 @@ def test_public_names_are_exactly_all() -> None:
     modules = {
         "alerts",
         "batching",
+        "deadlines",
         "builtins",
         "callers",
         "paths",

@@ -1,0 +1,265 @@
+"""Deadlines on the request path without a timer per await.
+
+The kernel bounds every driver call: a whole non-streamed answer by the
+attempt's timeout, a stream's first token by the first-token timeout and
+each later event by the idle timeout -- all capped by the request's total
+deadline. An ``anyio.CancelScope(deadline=...)`` around every such await
+costs about 5 µs on asyncio (the scope's bookkeeping plus a ``TimerHandle``
+armed and cancelled), paid once per streamed event.
+
+A :class:`Watchdog` is made once per attempt and guards any number of
+awaits, one at a time, each with its own deadline::
+
+    watchdog = new_watchdog()
+    try:
+        with watchdog.until(watchdog.now() + 5.0):
+            event = await upstream.__anext__()    # TimeoutError if 5 s pass first
+        ...
+    finally:
+        watchdog.close()
+
+On asyncio a guarded await costs a few attribute stores: the watchdog keeps
+one ``loop.call_at`` timer, armed at the first deadline and re-armed lazily.
+Moving the deadline later (the next event's idle bound) is a float store;
+when the timer fires it checks the real deadline and either re-arms itself
+for the time left or cancels the task (``Task.cancel``), and the guard turns
+that cancellation into :class:`TimeoutError` (``Task.uncancel``, as
+``asyncio.timeout`` does). Time spent outside a guarded await (a stream's
+consumer holding an event) is never cut short: the timer only cancels a task
+that is inside a guard whose deadline has passed.
+
+On trio (no cheap timer callbacks; cancellation goes through scopes) each
+guarded await runs in a native ``trio.CancelScope`` with the deadline,
+cheaper than anyio's wrapper around the same scope.
+
+Cancellation from elsewhere wins: a task already being cancelled (by an
+enclosing anyio scope, a lost hedge race, the caller) is not cancelled again
+by the watchdog, and a guard that sees a cancellation besides its own lets
+it propagate instead of turning it into a timeout. The backend is resolved
+once per watchdog, not per await.
+"""
+
+from __future__ import annotations
+
+import math
+from asyncio import CancelledError, Task, TimerHandle
+from asyncio import current_task as _current_task
+from asyncio.events import AbstractEventLoop, _get_running_loop
+from types import TracebackType
+from typing import Any, Protocol
+
+try:  # anyio's per-task cancel-scope stack: read to honour its shields (see AsyncioWatchdog)
+    from anyio._backends._asyncio import _task_states as _anyio_task_states
+except ImportError:  # pragma: no cover - an anyio without it: no anyio scopes to honour
+    _anyio_task_states = None
+
+__all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog", "new_watchdog"]
+
+_CANCEL_MESSAGE = "swarmgate: a provider call passed its deadline"
+#: Seconds between checks while a task past its deadline sits in a shielded anyio scope.
+SHIELD_POLL = 0.005
+
+
+class Watchdog(Protocol):
+    """Deadlines for a sequence of awaits in one attempt (see the module docstring).
+
+    ``until(deadline)`` returns the watchdog itself as a context manager that
+    guards one await: if the clock (:meth:`now`, the anyio clock) reaches
+    ``deadline`` while inside, the awaited call is cancelled and the ``with``
+    block raises :class:`TimeoutError`. Guards do not nest; one at a time.
+    ``close()`` releases the timer (idempotent; the watchdog stays usable).
+    """
+
+    def now(self) -> float:
+        """The event loop's clock, the one ``anyio.current_time()`` reads."""
+        ...
+
+    def until(self, deadline: float) -> Watchdog:
+        """Set the deadline (absolute, :meth:`now` clock) of the next guarded await."""
+        ...
+
+    def __enter__(self) -> Watchdog: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool: ...
+
+    def close(self) -> None:
+        """Release the timer, if any."""
+        ...
+
+
+class AsyncioWatchdog:
+    """The asyncio watchdog: one lazily re-armed ``call_at`` timer.
+
+    ``Task.cancel`` knows nothing of anyio's shields, so before cancelling,
+    the timer looks at the task's anyio cancel scopes: if one entered inside
+    the guard is shielded (a driver closing a connection, a rejected key's
+    instance released), the cancellation waits until it is left (checked
+    every :data:`SHIELD_POLL` seconds). A shielded scope around the whole
+    guard does not stop it, as it would not stop a deadline scope inside it.
+    """
+
+    __slots__ = (
+        "_armed",
+        "_baseline",
+        "_deadline",
+        "_entry_scope",
+        "_fired",
+        "_handle",
+        "_loop",
+        "_state",
+        "_task",
+        "_when",
+    )
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self._loop = loop
+        self._deadline = math.inf
+        self._task: Task[Any] | None = None
+        self._state: Any = None  # the task's anyio TaskState, once it has one
+        self._entry_scope: Any = None  # its innermost anyio cancel scope when the guard was entered
+        self._armed = False  # inside a guarded await
+        self._fired = False  # the timer cancelled the task in the current guard
+        self._baseline = 0  # the task's cancelling() count when the guard was entered
+        self._when = math.inf  # when the pending timer fires (inf: none pending)
+        self._handle: TimerHandle | None = None
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def until(self, deadline: float) -> AsyncioWatchdog:
+        self._deadline = deadline
+        return self
+
+    def __enter__(self) -> AsyncioWatchdog:
+        task = _current_task(self._loop)
+        if task is not self._task:
+            if task is None:
+                raise RuntimeError("a Watchdog guards an await inside a task")
+            self._task = task
+            self._state = None
+        state = self._state
+        if state is None and _anyio_task_states is not None:
+            state = self._state = _anyio_task_states.get(task)
+        self._entry_scope = None if state is None else state.cancel_scope
+        self._baseline = task.cancelling()
+        self._fired = False
+        self._armed = True
+        deadline = self._deadline
+        if deadline < self._when:  # no timer yet, or the pending one fires too late
+            self._schedule(deadline)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        self._armed = False
+        if not self._fired:
+            return False
+        self._fired = False
+        task = self._task
+        assert task is not None
+        # Take back our own cancellation request; if another one is pending as
+        # well (the caller, an enclosing scope), that one propagates.
+        if task.uncancel() <= self._baseline and exc_type is CancelledError:
+            raise TimeoutError from None
+        return False
+
+    def close(self) -> None:
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+            self._handle = None
+            self._when = math.inf
+        self._task = None
+        self._state = None
+        self._entry_scope = None
+
+    def _schedule(self, when: float) -> None:
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+        self._when = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._when = math.inf
+        if not self._armed:
+            return  # outside a guard: the next guard arms the timer again
+        deadline = self._deadline
+        if self._loop.time() < deadline:
+            self._schedule(deadline)  # the deadline moved on since the timer was set
+            return
+        task = self._task
+        assert task is not None
+        if task.done() or task.cancelling() > self._baseline:
+            return  # finished, or already being cancelled by someone else: that cancellation wins
+        if self._shielded(task):
+            self._schedule(self._loop.time() + SHIELD_POLL)
+            return
+        self._fired = True
+        task.cancel(_CANCEL_MESSAGE)
+
+    def _shielded(self, task: Task[Any]) -> bool:
+        """Whether ``task`` is inside a shielded anyio scope entered within the guard."""
+        if _anyio_task_states is None:
+            return False
+        state = _anyio_task_states.get(task)
+        if state is None:
+            return False
+        scope = state.cancel_scope
+        entry = self._entry_scope
+        while scope is not None and scope is not entry:
+            if scope.shield:
+                return True
+            scope = scope._parent_scope
+        return False
+
+
+class TrioWatchdog:
+    """The trio watchdog: a native ``trio.CancelScope`` per guarded await."""
+
+    __slots__ = ("_deadline", "_scope", "_trio")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self._deadline = math.inf
+        self._scope: Any = None
+
+    def now(self) -> float:
+        now: float = self._trio.current_time()
+        return now
+
+    def until(self, deadline: float) -> TrioWatchdog:
+        self._deadline = deadline
+        return self
+
+    def __enter__(self) -> TrioWatchdog:
+        scope = self._scope = self._trio.CancelScope(deadline=self._deadline)
+        scope.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        scope = self._scope
+        self._scope = None
+        swallowed: bool = scope.__exit__(exc_type, exc, tb)
+        if scope.cancelled_caught:
+            raise TimeoutError from None
+        return swallowed
+
+    def close(self) -> None:
+        self._scope = None
+
+
+def new_watchdog() -> Watchdog:
+    """A watchdog for the running event loop: asyncio's when one is running, else trio's."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return AsyncioWatchdog(loop)
+    return TrioWatchdog()
