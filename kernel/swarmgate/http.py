@@ -94,6 +94,33 @@ def make_client(
 
 _DEFAULT = type(httpx.USE_CLIENT_DEFAULT)
 _httpx_log = logging.getLogger("httpx")
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+_EMPTY_BODY_LENGTH = frozenset({"POST", "PUT", "PATCH"})  # httpx sends ``Content-Length: 0`` for these
+
+
+def _bytes_request(
+    method: str,
+    url: httpx.URL,
+    host: bytes,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    extensions: dict[str, Any],
+) -> httpx.Request:
+    """The request ``httpx.Request(method, url, content=body, headers=headers)``
+    makes -- the same headers in the same order (``Host`` first, then a
+    ``Content-Length`` for a body last, or ``Content-Length: 0`` second for
+    an empty ``POST``/``PUT``/``PATCH``), the body read -- without its
+    encoding and header-preparing passes (~12 -> ~4 µs). ``headers`` has no
+    ``Host``/``Content-Length``/``Transfer-Encoding``."""
+    if body:
+        items = [(b"Host", host), *headers, (b"Content-Length", b"%d" % len(body))]
+    elif method.upper() in _EMPTY_BODY_LENGTH:
+        items = [(b"Host", host), (b"Content-Length", b"0"), *headers]
+    else:
+        items = [(b"Host", host), *headers]
+    request = httpx.Request(method, url, headers=items, stream=httpx.ByteStream(body), extensions=extensions)
+    request.read()
+    return request
 
 
 class SwarmgateClient(httpx.AsyncClient):
@@ -115,7 +142,7 @@ class SwarmgateClient(httpx.AsyncClient):
     def __init__(self, *, transport: httpx.AsyncBaseTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._direct = transport
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, tuple[httpx.URL, bytes]] = {}
 
     def build_request(
         self,
@@ -131,17 +158,40 @@ class SwarmgateClient(httpx.AsyncClient):
         ``content``, ``headers`` and ``timeout``, without its merging work."""
         if any(value is not None for value in rest.values()) or not isinstance(url, str) or self.cookies or self.params:
             return super().build_request(method, url, content=content, headers=headers, timeout=timeout, **rest)
-        full = self._urls.get(url)
-        if full is None:
+        found = self._urls.get(url)
+        if found is None:
             full = super().build_request(method, url).url  # httpx's own merge with base_url, once per path
-            if full.query or len(self._urls) >= 256:
+            if full.query or not full.host or len(self._urls) >= 256:
                 return super().build_request(method, url, content=content, headers=headers, timeout=timeout)
-            self._urls[url] = full
+            found = self._urls[url] = (full, full.netloc)
+        full, host = found
+        resolved = self.timeout if isinstance(timeout, _DEFAULT) else httpx.Timeout(timeout)
+        extensions = {"timeout": resolved.as_dict()}
+        if content is None or type(content) is bytes:
+            items = self._merged_headers(headers)
+            if items is not None:
+                return _bytes_request(method, full, host, content or b"", items, extensions)
         merged = httpx.Headers(self.headers)
         if headers:
             merged.update(headers)
-        resolved = self.timeout if isinstance(timeout, _DEFAULT) else httpx.Timeout(timeout)
-        return httpx.Request(method, full, content=content, headers=merged, extensions={"timeout": resolved.as_dict()})
+        return httpx.Request(method, full, content=content, headers=merged, extensions=extensions)
+
+    def _merged_headers(self, headers: Any) -> list[tuple[bytes, bytes]] | None:
+        """The client's headers updated with ``headers`` (a request header
+        replaces every client header of its name, case-insensitively, and
+        goes last: ``httpx.Headers.update``'s order), as raw pairs; ``None``
+        when they name ``Host``, ``Content-Length`` or ``Transfer-Encoding``
+        (httpx's own request build knows how those combine)."""
+        items = self.headers.raw
+        if headers:
+            extra = (headers if isinstance(headers, httpx.Headers) else httpx.Headers(headers)).raw
+            names = {name.lower() for name, _ in extra}
+            items = [item for item in items if item[0].lower() not in names]
+            items += extra
+        for name, _ in items:
+            if name.lower() in _FRAMING:
+                return None
+        return items
 
     async def send(
         self,
@@ -175,6 +225,15 @@ class SwarmgateClient(httpx.AsyncClient):
                 response.reason_phrase,
             )
         if not stream:
+            body: Any = response.stream
+            if type(body) is _read_body and body.plain:
+                # The whole answer came with its headers and no Content-Encoding
+                # applies: the bytes are the content (what aread() would make,
+                # without its three async generator levels: ~9 µs).
+                response._content = body.body
+                response._num_bytes_downloaded = len(response._content)
+                response.is_stream_consumed = response.is_closed = True
+                return response
             try:
                 await response.aread()
             except BaseException:
@@ -220,10 +279,17 @@ def fast_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
 def _native_transport_class() -> Callable[[httpx.Limits], httpx.AsyncBaseTransport] | None:
     """:class:`~swarmgate.transport.NativeTransport` when httptools imports, else ``None``."""
     try:
-        from swarmgate.transport import NativeTransport
+        from swarmgate.transport import NativeTransport, ReadBody
     except ImportError:
         return None
+    global _read_body
+    _read_body = ReadBody
     return NativeTransport
+
+
+#: :class:`swarmgate.transport.ReadBody` once the native transport is loaded
+#: (a placeholder type until then: no response has that body before).
+_read_body: Any = type(None)
 
 
 @functools.cache

@@ -88,6 +88,7 @@ class _Connection(asyncio.Protocol):
         "counted",
         "discard",
         "drain_waiter",
+        "encoded",
         "framed",
         "headers",
         "headers_done",
@@ -137,6 +138,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.interim = False
         self.framed = False
+        self.encoded = False
         self.discard = False
         self.keep_alive = False
         self.received = False
@@ -217,8 +219,12 @@ class _Connection(asyncio.Protocol):
         if self.discard or self.headers_done:  # trailers are dropped, as httpx's own transport does
             return
         self.headers.append((name, value))
-        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
-            self.framed = True
+        if len(name) in (14, 16, 17):
+            lower = name.lower()
+            if lower == b"content-encoding":
+                self.encoded = True
+            elif lower in (b"content-length", b"transfer-encoding"):
+                self.framed = True
 
     def on_headers_complete(self) -> None:
         if self.discard:
@@ -228,7 +234,7 @@ class _Connection(asyncio.Protocol):
             self.interim = True
             self.reason = b""
             self.headers = []
-            self.framed = False
+            self.framed = self.encoded = False
             return
         self.status = status
         self.headers_done = True
@@ -484,7 +490,7 @@ class NativeTransport(httpx.AsyncBaseTransport):
         stream: httpx.AsyncByteStream
         if conn.complete:
             chunks = conn.take()
-            stream = ReadBody(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            stream = ReadBody(chunks[0] if len(chunks) == 1 else b"".join(chunks), plain=not conn.encoded)
             self._checkin(conn)
         else:
             stream = _StreamedBody(self, conn, request, timeouts.get("read"))
@@ -760,12 +766,14 @@ class NativeTransport(httpx.AsyncBaseTransport):
 class ReadBody(httpx.AsyncByteStream, httpx.SyncByteStream):
     """A response body that had arrived whole with its headers: iterable at
     once (sync or async), nothing to release (its connection is back in
-    the pool already)."""
+    the pool already). :attr:`body` is the raw body; :attr:`plain` says no
+    ``Content-Encoding`` applies (the raw body is the content)."""
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "plain")
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, *, plain: bool = False) -> None:
         self.body = body
+        self.plain = plain
 
     def __iter__(self) -> Iterator[bytes]:
         if self.body:

@@ -228,3 +228,60 @@ async def test_the_short_path_logs_like_httpx(caplog: pytest.LogCaptureFixture) 
     async with _server(handler) as url, make_client(_config(), base_url=url) as client:
         await client.post("/x", content=b"{}")
     assert f'HTTP Request: POST {url}/x "HTTP/1.1 204 No Content"' in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("method", "content", "headers"),
+    [
+        ("POST", b'{"a":1}', {"content-type": "application/json", "accept": "application/json"}),
+        ("POST", b"{}", {"User-Agent": "mine", "X-Key": "k"}),  # replaces the client's, case-insensitively
+        ("POST", b"", None),
+        ("post", None, {"x-empty": ""}),
+        ("GET", None, None),
+        ("GET", b"body", httpx.Headers([("x-twice", "1"), ("X-Twice", "2")])),
+        ("PUT", None, [("x-list", "v")]),
+        ("POST", b"{}", {"content-length": "2"}),  # framing headers: httpx's own build
+        ("POST", "text body", None),  # not bytes: httpx's own build
+    ],
+)
+def test_the_short_path_builds_the_request_httpx_would(method: str, content: object, headers: object) -> None:
+    options = {"base_url": "http://127.0.0.1:1/v1", "headers": {"user-agent": "swarmgate", "authorization": "Bearer k"}}
+    short = SwarmgateClient(transport=NativeTransport(), **options)  # type: ignore[arg-type]
+    plain = httpx.AsyncClient(**options)  # type: ignore[arg-type]
+    timeout = httpx.Timeout(3.0)
+    for _ in range(2):  # the second time from the cached URL
+        ours = short.build_request(method, "/chat", content=content, headers=headers, timeout=timeout)
+        theirs = plain.build_request(method, "/chat", content=content, headers=headers, timeout=timeout)
+        assert ours.method == theirs.method
+        assert ours.url == theirs.url
+        assert ours.headers.raw == theirs.headers.raw
+        assert ours.content == theirs.content
+        assert ours.extensions == theirs.extensions
+
+
+async def test_an_answer_read_whole_is_the_same_response(transport_kind: tuple[str, str]) -> None:
+    """A body that came with its headers is handed over read (no async
+    read); an encoded one is still decoded by httpx."""
+    import gzip
+
+    packed = gzip.compress(b'{"packed":true}')
+
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await _read_request(stream)
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n" + b'{"ok":true}'
+        )
+        await _read_request(stream)
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%b" % (len(packed), packed)
+        )
+        await _read_request(stream)
+
+    async with _server(handler) as url, make_client(_config(), base_url=url) as client:
+        response = await client.get("/")
+        assert response.content == b'{"ok":true}'
+        assert (response.is_closed, response.is_stream_consumed, response.num_bytes_downloaded) == (True, True, 11)
+        assert response.json() == {"ok": True}
+        encoded = await client.get("/")
+        assert encoded.json() == {"packed": True}
+        assert encoded.num_bytes_downloaded == len(packed)
