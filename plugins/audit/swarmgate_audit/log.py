@@ -44,14 +44,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NamedTuple, TypedDict
 
 import anyio
 import anyio.to_thread
-import attrs
 
 from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateConfig, SwarmgateError
-from swarmgate.batching import gather_batch
+from swarmgate.batching import gather_batch, insert_rows
 from swarmgate.errors import ERROR_CLASSES, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
@@ -59,6 +58,8 @@ from swarmgate_audit.chain import (
     GENESIS,
     canonical_json,
     hashed_form,
+    json_number,
+    json_string,
     personal_digest,
     record_hash,
     record_hash_encoded,
@@ -68,6 +69,8 @@ from swarmgate_audit.redact import redact_value
 from swarmgate_audit.settings import AuditSettings
 
 log = get_logger("swarmgate.audit")
+
+_isfinite: Final = math.isfinite
 
 #: The schema version this package writes (``meta.schema_version``).
 SCHEMA_VERSION: Final = 1
@@ -115,11 +118,9 @@ CREATE TABLE IF NOT EXISTS chain_anchor (
 );
 """
 
-_INSERT_RECORD: Final = (
-    "INSERT INTO records (seq, id, ts, kind, level, data, personal_digest, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_PERSONAL: Final = "INSERT INTO personal (seq, subject, subject2, data) VALUES (?, ?, ?, ?)"
+#: ``INSERT`` clauses for :func:`swarmgate.batching.insert_rows` (9 and 4 values a row).
+_INSERT_RECORDS: Final = "INSERT INTO records (seq, id, ts, kind, level, data, personal_digest, prev_hash, hash) VALUES"
+_INSERT_PERSONALS: Final = "INSERT INTO personal (seq, subject, subject2, data) VALUES"
 _SELECT: Final = (
     "SELECT r.seq, r.id, r.ts, r.kind, r.level, r.data, r.personal_digest, r.prev_hash, r.hash, p.data "
     "FROM records r LEFT JOIN personal p ON p.seq = r.seq"
@@ -131,6 +132,17 @@ _SELECT: Final = (
 _OK: Final = 0
 _FAILED: Final = 1
 _ADMIN: Final = 2
+
+#: Canonical JSON of a request record's fields, keys in sorted order, the
+#: values already encoded (``%`` formatting: JSON's braces stay readable).
+_ATTEMPT_JSON: Final = '{"cost":%s,"error_kind":%s,"model":%s,"ok":%s,"provider":%s,"refused":%s,"status":%s}'
+_REQUEST_DATA_JSON: Final = (
+    '{"attempts":%s,"bodies":%s,"cache_hit":%s,"cost":%s,"error_kind":%s,"input_tokens":%s,'
+    '"latency_ms":%s,"model":%s,"ok":%s,"output_tokens":%s,"provider":%s,"requested_model":%s,'
+    '"route":%s,"status":%s,"stream":%s,"tags":%s}'
+)
+#: The personal fields; the first ``%s`` is the bodies field and its comma, or nothing.
+_REQUEST_PERSONAL_JSON: Final = '{%s"caller":%s,"client":%s,"salt":"%s","user":%s}'
 
 #: The HTTP-style status of each error kind (for attempts without an upstream status).
 _KIND_STATUS: Final = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
@@ -193,15 +205,14 @@ class _Forget(_Control):
         self.actor = actor
 
 
-@attrs.frozen
-class _Entry:
+class _Entry(NamedTuple):
     """A record built and ready to chain (everything but seq and hashes)."""
 
     id: str
     ts: float
     kind: str
     level: str
-    data: dict[str, Any]
+    data: str  # canonical JSON of the public fields
     personal: str | None  # canonical JSON of the personal fields
     subject: str | None
     subject2: str | None
@@ -211,27 +222,54 @@ class _Entry:
 # Building records (in the writer thread)
 
 
-def _finite(value: float) -> float | None:
+def _finite(value: float) -> str:
+    """``value`` as a float in canonical JSON, ``null`` when it is not finite."""
     value = float(value)
-    return value if math.isfinite(value) else None
+    return float.__repr__(value) if _isfinite(value) else "null"
 
 
-def _attempt(attempt: Attempt) -> dict[str, Any]:
-    if attempt.ok:
-        status = 200
-    elif attempt.status is not None:
-        status = attempt.status
-    else:
-        status = _KIND_STATUS.get(attempt.error_kind or "", 500)
-    return {
-        "provider": attempt.provider,
-        "model": attempt.model,
-        "ok": attempt.ok,
-        "status": status,
-        "error_kind": attempt.error_kind,
-        "refused": attempt.refused,
-        "cost": _finite(attempt.cost),
-    }
+def _bool(value: Any) -> str:
+    if value is True:
+        return "true"
+    return "false" if value is False else canonical_json(value)
+
+
+def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float]:
+    """The ``attempts`` field of a request record, and the attempts' summed
+    input tokens, output tokens and cost. Per attempt: ``provider``,
+    ``model``, ``ok``, ``status`` (200 for a success, else the upstream's,
+    else the gateway status of the error kind), ``error_kind``,
+    ``refused`` and ``cost`` (``null`` when not finite)."""
+    if not attempts:
+        return "[]", 0, 0, 0.0
+    out = []
+    tin = tout = 0
+    costs = []
+    for attempt in attempts:
+        if attempt.ok:
+            status = 200
+        elif attempt.status is not None:
+            status = attempt.status
+        else:
+            status = _KIND_STATUS.get(attempt.error_kind or "", 500)
+        cost = attempt.cost
+        tokens = attempt.tokens
+        tin += tokens.input
+        tout += tokens.output
+        costs.append(cost)
+        out.append(
+            _ATTEMPT_JSON
+            % (
+                _finite(cost),
+                json_string(attempt.error_kind),
+                json_string(attempt.model),
+                _bool(attempt.ok),
+                json_string(attempt.provider),
+                _bool(attempt.refused),
+                json_number(status),
+            )
+        )
+    return "[" + ",".join(out) + "]", tin, tout, math.fsum(costs)
 
 
 def _text(value: Any) -> str:
@@ -277,21 +315,24 @@ class _Builder:
             self._salt_at = at + 32
             return self._salts[at : at + 32]
 
-    def _bodies(self, record_id: str, bodies: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | str]:
-        """The personal fields holding ``bodies`` and the public ``bodies`` note."""
+    def _bodies(self, record_id: str, bodies: dict[str, Any]) -> tuple[str, str]:
+        """The personal field holding ``bodies`` (canonical JSON of one
+        key-value pair and a comma: it sorts before ``caller``; empty when
+        encryption failed) and the public ``bodies`` note, as canonical JSON."""
         if self.redact:
             bodies = redact_value(bodies)
         encryptor = self.encryption() if self.encryption is not None else None
-        note: dict[str, Any] = {"redacted": self.redact, "encrypted": encryptor is not None}
+        redacted = _bool(self.redact)
         if encryptor is None:
-            return {"bodies": bodies}, note
+            return '"bodies":' + canonical_json(bodies) + ",", '{"encrypted":false,"redacted":' + redacted + "}"
         plaintext = canonical_json(bodies).encode("ascii")
         try:
             blob = encryptor.encrypt(plaintext, AAD_PREFIX + record_id.encode())
         except Exception as exc:  # noqa: BLE001 - never fall back to plaintext
             log.error("audit_bodies_encryption_failed", record=record_id, error=f"{type(exc).__name__}: {exc}")
-            return {}, "encryption_failed"
-        return {"bodies_encrypted": base64.b64encode(blob).decode("ascii")}, note
+            return "", '"encryption_failed"'
+        sealed = base64.b64encode(blob).decode("ascii")
+        return '"bodies_encrypted":"' + sealed + '",', '{"encrypted":true,"redacted":' + redacted + "}"
 
     def _personal(self, fields: dict[str, Any]) -> str | None:
         if all(v is None for v in fields.values()):
@@ -312,53 +353,30 @@ class _Builder:
         route: str | None,
         stream: bool,
     ) -> _Entry:
-        logged = [_attempt(a) for a in attempts]
+        logged, tin, tout, cost = _attempts_json(attempts)
         if response is not None:
-            ok, status, kind = True, 200, None
+            ok, status, kind = "true", 200, None
             provider: str | None = response.provider
             model: str | None = response.model
-            if attempts:
-                tin = sum(a.tokens.input for a in attempts)
-                tout = sum(a.tokens.output for a in attempts)
-                cost = math.fsum(a.cost for a in attempts)
-            elif response.cached:
-                tin = tout = 0
-                cost = 0.0
-            else:
-                tin, tout, cost = response.tokens.input, response.tokens.output, response.cost
+            if not attempts:
+                if response.cached:
+                    tin = tout = 0
+                    cost = 0.0
+                else:
+                    tin, tout, cost = response.tokens.input, response.tokens.output, response.cost
             level = "info"
         else:
             assert error is not None
             timeout = request.timeouts.total if request.timeouts is not None else None
             status = http_status(error, caller_timeout_ms=timeout, elapsed_ms=latency_ms)
-            ok, kind = False, error.kind.value
+            ok, kind = "false", error.kind.value
             if attempts:
                 provider, model = attempts[-1].provider, attempts[-1].model
             else:
                 provider, model = error.provider, error.model
-            tin = sum(a.tokens.input for a in attempts)
-            tout = sum(a.tokens.output for a in attempts)
-            cost = math.fsum(a.cost for a in attempts)
             level = "error" if status >= 500 else "warning"
-        data: dict[str, Any] = {
-            "requested_model": request.model,
-            "route": route,
-            "provider": provider,
-            "model": model,
-            "ok": ok,
-            "status": status,
-            "error_kind": kind,
-            "cost": _finite(cost),
-            "input_tokens": tin,
-            "output_tokens": tout,
-            "latency_ms": _finite(latency_ms),
-            "cache_hit": bool(response is not None and response.cached),
-            "stream": stream,
-            "attempts": logged,
-            "tags": list(request.tags),
-            "bodies": None,
-        }
-        personal: dict[str, Any] = {"caller": request.caller, "user": request.user, "client": _client(request)}
+        bodies_note = "null"
+        bodies_field = ""
         if self.include_bodies:
             bodies: dict[str, Any] = {"prompt": _prompt(request), "completion": None}
             if response is not None:
@@ -366,11 +384,40 @@ class _Builder:
                 if response.tool_calls:
                     completion["tool_calls"] = [_text(call) for call in response.tool_calls]
                 bodies["completion"] = completion
-            fields, data["bodies"] = self._bodies(record_id, bodies)
-            personal.update(fields)
-        return _Entry(
-            record_id, float(ts), REQUEST, level, data, self._personal(personal), request.caller, request.user
+            bodies_field, bodies_note = self._bodies(record_id, bodies)
+        tags = request.tags
+        # The public fields as canonical JSON, assembled in sorted key order
+        # (tests check the bytes against canonical_json of the mapping).
+        data = _REQUEST_DATA_JSON % (
+            logged,
+            bodies_note,
+            "true" if response is not None and response.cached else "false",
+            _finite(cost),
+            json_string(kind),
+            json_number(tin),
+            _finite(latency_ms),
+            json_string(model),
+            ok,
+            json_number(tout),
+            json_string(provider),
+            json_string(request.model),
+            json_string(route),
+            json_number(status),
+            _bool(stream),
+            canonical_json(list(tags)) if tags else "[]",
         )
+        caller, user, client = request.caller, request.user, _client(request)
+        if caller is None and user is None and client is None and not bodies_field:
+            personal = None
+        else:
+            personal = _REQUEST_PERSONAL_JSON % (
+                bodies_field,
+                json_string(caller),
+                json_string(client),
+                self._salt(),
+                json_string(user),
+            )
+        return _Entry(record_id, float(ts), REQUEST, level, data, personal, caller, user)
 
     def admin_entry(
         self,
@@ -388,7 +435,9 @@ class _Builder:
         if self.redact and details_value is not None:
             details_value = redact_value(details_value)
         personal = {"actor": actor, "target": target, "details": details_value, "client": client}
-        return _Entry(record_id, float(ts), ADMIN, "info", data, self._personal(personal), actor, target)
+        return _Entry(
+            record_id, float(ts), ADMIN, "info", canonical_json(data), self._personal(personal), actor, target
+        )
 
     def entry_of(self, item: tuple[Any, ...]) -> _Entry:
         kind = item[0]
@@ -508,15 +557,15 @@ def _append(conn: sqlite3.Connection, entries: Sequence[_Entry]) -> None:
     personal: list[tuple[Any, ...]] = []
     for e in entries:
         seq += 1
-        digest = personal_digest(e.personal) if e.personal is not None else None
-        data_json = canonical_json(e.data)  # stored, and hashed inside the form: encoded once
-        current = record_hash_encoded(prev, seq, e.id, e.ts, e.kind, e.level, data_json, digest)
-        records.append((seq, e.id, e.ts, e.kind, e.level, data_json, digest, prev, current))
-        if e.personal is not None:
-            personal.append((seq, e.subject, e.subject2, e.personal))
+        fields = e.personal
+        digest = None if fields is None else personal_digest(fields)
+        current = record_hash_encoded(prev, seq, e.id, e.ts, e.kind, e.level, e.data, digest)
+        records.append((seq, e.id, e.ts, e.kind, e.level, e.data, digest, prev, current))
+        if fields is not None:
+            personal.append((seq, e.subject, e.subject2, fields))
         prev = current
-    conn.executemany(_INSERT_RECORD, records)
-    conn.executemany(_INSERT_PERSONAL, personal)
+    insert_rows(conn, _INSERT_RECORDS, 9, records)
+    insert_rows(conn, _INSERT_PERSONALS, 4, personal)
 
 
 def _write(conn: sqlite3.Connection, entries: Sequence[_Entry]) -> int:
@@ -575,8 +624,8 @@ def _forget_rows(conn: sqlite3.Connection, builder: _Builder, subject: str, now:
         erased = int(
             conn.execute("DELETE FROM personal WHERE subject = ? OR subject2 = ?", (subject, subject)).rowcount
         )
-        entry = builder.admin_entry(new_admin_id(), now, "audit.forget", actor, None, None, None)
-        _append(conn, [attrs.evolve(entry, data={**entry.data, "records": erased})])
+        public = {"records": erased}
+        _append(conn, [builder.admin_entry(new_admin_id(), now, "audit.forget", actor, None, None, None, public)])
         return erased
 
     erased = _transaction(conn, body)

@@ -48,7 +48,7 @@ from swarmgate import (
     SwarmgateConfig,
     SwarmgateError,
 )
-from swarmgate.batching import gather_batch
+from swarmgate.batching import gather_batch, insert_rows
 from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
@@ -122,10 +122,11 @@ _ATTEMPT_COLUMNS: Final = (
     "request_id, idx, ts, provider, model, ok, error_kind, status, input_tokens, output_tokens, cost, latency_ms, "
     "ttft_ms, refused"
 )
-_INSERT_REQUEST: Final = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+#: ``INSERT`` clauses for :func:`swarmgate.batching.insert_rows` (19 and 14 values a row).
+_INSERT_REQUESTS: Final = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES"
+_INSERT_ATTEMPTS: Final = f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES"
 _DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE request_id = ?"
 _DELETE_REQUEST: Final = "DELETE FROM requests WHERE id = ?"
-_INSERT_ATTEMPT: Final = f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 
 #: Queue entries. The hooks enqueue tuples whose first item says which:
 #: ``(_OK, id, ts, request, response, route, stream)``,
@@ -203,27 +204,161 @@ class _Forget(_Control):
 
 
 def attempt_record(attempt: Attempt) -> AttemptRecord:
-    """The logged form of a kernel :class:`~swarmgate.Attempt`."""
-    if attempt.ok:
-        status = 200
-    elif attempt.status is not None:
-        status = attempt.status
+    """The logged form of a kernel :class:`~swarmgate.Attempt`: ``status``
+    200 for a success, else the upstream's status, else the gateway status
+    of the error kind (500 for an unknown kind)."""
+    rows, _, _, _ = _attempt_rows_of("", 0.0, (attempt,))
+    return _attempt_of(rows[0][3:])
+
+
+def _attempt_rows_of(
+    request_id: str, ts: float, attempts: Sequence[Attempt]
+) -> tuple[list[tuple[Any, ...]], int, int, float]:
+    """The ``attempts`` rows of ``attempts`` (see :func:`attempt_record`) and
+    their summed input tokens, output tokens and cost."""
+    rows: list[tuple[Any, ...]] = []
+    tin = tout = 0
+    costs: list[float] = []
+    for idx, a in enumerate(attempts):
+        if a.ok:
+            status = 200
+        elif a.status is not None:
+            status = a.status
+        else:
+            status = _KIND_STATUS.get(a.error_kind or "", 500)
+        tokens = a.tokens
+        rows.append(
+            (
+                request_id,
+                idx,
+                ts,
+                a.provider,
+                a.model,
+                1 if a.ok else 0,
+                a.error_kind,
+                status,
+                tokens.input,
+                tokens.output,
+                a.cost,
+                a.latency,
+                a.ttft,
+                1 if a.refused else 0,
+            )
+        )
+        tin += tokens.input
+        tout += tokens.output
+        costs.append(a.cost)
+    return rows, tin, tout, math.fsum(costs)
+
+
+def _tags_json(tags: Sequence[str]) -> str:
+    return json.dumps(list(tags)) if tags else "[]"
+
+
+#: A record as rows: its ``requests`` row and its ``attempts`` rows.
+_Rows = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
+
+
+def _success_rows(
+    request_id: str,
+    ts: float,
+    request: CompletionRequest,
+    response: CompletionResponse,
+    route: str | None,
+    stream: bool,
+) -> _Rows:
+    """The rows of an answered request (the writer builds these straight
+    from the queued references; :func:`success_record` states the rules)."""
+    cache_hit = response.cached
+    attempts = response.attempts
+    if attempts:
+        rows, input_tokens, output_tokens, cost = _attempt_rows_of(request_id, ts, attempts)
+    elif cache_hit:
+        rows, input_tokens, output_tokens, cost = [], 0, 0, 0.0
     else:
-        status = _KIND_STATUS.get(attempt.error_kind or "", 500)
-    tokens = attempt.tokens
-    return AttemptRecord(
-        provider=attempt.provider,
-        model=attempt.model,
-        ok=attempt.ok,
-        error_kind=attempt.error_kind,
-        status=status,
-        input_tokens=tokens.input,
-        output_tokens=tokens.output,
-        cost=attempt.cost,
-        latency_ms=attempt.latency,
-        ttft_ms=attempt.ttft,
-        refused=attempt.refused,
+        tokens = response.tokens
+        rows, input_tokens, output_tokens, cost = [], tokens.input, tokens.output, response.cost
+    cost_saved = 0.0
+    if cache_hit:
+        saved = response.metadata.get("cost_saved", 0.0)
+        cost_saved = float(saved) if isinstance(saved, int | float) and not isinstance(saved, bool) else 0.0
+    head = (
+        request_id,
+        ts,
+        request.caller,
+        request.model,
+        response.provider,
+        response.model,
+        1,
+        200,
+        None,
+        input_tokens,
+        output_tokens,
+        cost,
+        response.latency,
+        response.ttft,
+        1 if cache_hit else 0,
+        cost_saved,
+        1 if stream else 0,
+        _tags_json(request.tags),
+        route,
     )
+    return head, rows
+
+
+def _failure_rows(
+    request_id: str,
+    ts: float,
+    latency_ms: float,
+    request: CompletionRequest,
+    error: SwarmgateError,
+    attempts: Sequence[Attempt],
+    route: str | None,
+    stream: bool,
+) -> _Rows:
+    """The rows of a request that ended without an answer (the rules:
+    :func:`failure_record`)."""
+    rows, input_tokens, output_tokens, cost = _attempt_rows_of(request_id, ts, attempts)
+    if attempts:
+        last = attempts[-1]
+        provider: str | None = last.provider
+        model: str | None = last.model
+        ttft = last.ttft
+    else:
+        provider, model, ttft = error.provider, error.model, None
+    kind = error.kind
+    status = http_status(
+        error,
+        caller_timeout_ms=request.timeouts.total if request.timeouts is not None else None,
+        elapsed_ms=latency_ms,
+    )
+    head = (
+        request_id,
+        ts,
+        request.caller,
+        request.model,
+        provider,
+        model,
+        0,
+        status,
+        kind.value if isinstance(kind, ErrorKind) else str(kind),
+        input_tokens,
+        output_tokens,
+        cost,
+        latency_ms,
+        ttft,
+        0,
+        0.0,
+        1 if stream else 0,
+        _tags_json(request.tags),
+        route,
+    )
+    return head, rows
+
+
+def _record_of_rows(rows: _Rows) -> UsageRecord:
+    head, attempt_rows = rows
+    return _usage_record(head, tuple(_attempt_of(row[3:]) for row in attempt_rows))
 
 
 def success_record(
@@ -235,7 +370,7 @@ def success_record(
     route: str | None = None,
     stream: bool = False,
 ) -> UsageRecord:
-    """The record of an answered request.
+    """The record of an answered request: what the log stores for it.
 
     Tokens and cost are summed over ``response.attempts`` (a failed
     attempt's partial usage counts: it was billed). A cache hit costs 0 and
@@ -244,43 +379,7 @@ def success_record(
     produced without attempts and without ``cached`` counts its own cost and
     tokens.
     """
-    attempts = tuple(attempt_record(a) for a in response.attempts)
-    cache_hit = response.cached
-    cost_saved = 0.0
-    if attempts:
-        input_tokens = sum(a.input_tokens for a in attempts)
-        output_tokens = sum(a.output_tokens for a in attempts)
-        cost = math.fsum(a.cost for a in attempts)
-    elif cache_hit:
-        input_tokens = output_tokens = 0
-        cost = 0.0
-    else:
-        input_tokens, output_tokens, cost = response.tokens.input, response.tokens.output, response.cost
-    if cache_hit:
-        saved = response.metadata.get("cost_saved", 0.0)
-        cost_saved = float(saved) if isinstance(saved, int | float) and not isinstance(saved, bool) else 0.0
-    return UsageRecord(
-        id=request_id,
-        ts=ts,
-        caller=request.caller,
-        requested_model=request.model,
-        provider=response.provider,
-        model=response.model,
-        ok=True,
-        status=200,
-        error_kind=None,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost=cost,
-        latency_ms=response.latency,
-        ttft_ms=response.ttft,
-        cache_hit=cache_hit,
-        cost_saved=cost_saved,
-        stream=stream,
-        attempts=attempts,
-        tags=tuple(request.tags),
-        route=route,
-    )
+    return _record_of_rows(_success_rows(request_id, ts, request, response, route, stream))
 
 
 def failure_record(
@@ -295,59 +394,27 @@ def failure_record(
     stream: bool = False,
 ) -> UsageRecord:
     """The record of a request that ended without an answer (refused,
-    failed, cancelled). ``status`` is :func:`swarmgate.errors.http_status`
-    (what the gateway answered: 502 for an upstream failure, 503 when no
-    provider could take it, 504 timeout, 499 cancelled...); ``provider`` and
-    ``model`` are those of the last attempt (else the error's own, else
-    ``None``); tokens and cost are summed over ``attempts``, partial usage of
-    a cancelled or broken stream included; ``ttft_ms`` is the last attempt's."""
-    logged = tuple(attempt_record(a) for a in attempts)
-    if logged:
-        last = logged[-1]
-        provider: str | None = last.provider
-        model: str | None = last.model
-        ttft = last.ttft_ms
-    else:
-        provider, model, ttft = error.provider, error.model, None
-    kind = error.kind
-    return UsageRecord(
-        id=request_id,
-        ts=ts,
-        caller=request.caller,
-        requested_model=request.model,
-        provider=provider,
-        model=model,
-        ok=False,
-        status=http_status(
-            error,
-            caller_timeout_ms=request.timeouts.total if request.timeouts is not None else None,
-            elapsed_ms=latency_ms,
-        ),
-        error_kind=kind.value if isinstance(kind, ErrorKind) else str(kind),
-        input_tokens=sum(a.input_tokens for a in logged),
-        output_tokens=sum(a.output_tokens for a in logged),
-        cost=math.fsum(a.cost for a in logged),
-        latency_ms=latency_ms,
-        ttft_ms=ttft,
-        cache_hit=False,
-        cost_saved=0.0,
-        stream=stream,
-        attempts=logged,
-        tags=tuple(request.tags),
-        route=route,
-    )
+    failed, cancelled): what the log stores for it. ``status`` is
+    :func:`swarmgate.errors.http_status` (what the gateway answered: 502
+    for an upstream failure, 503 when no provider could take it, 504
+    timeout, 499 cancelled...); ``provider`` and ``model`` are those of the
+    last attempt (else the error's own, else ``None``); tokens and cost are
+    summed over ``attempts``, partial usage of a cancelled or broken stream
+    included; ``ttft_ms`` is the last attempt's."""
+    return _record_of_rows(_failure_rows(request_id, ts, latency_ms, request, error, attempts, route, stream))
 
 
-def _record_of(item: tuple[Any, ...]) -> UsageRecord:
+def _rows_of(item: tuple[Any, ...]) -> _Rows:
+    """The rows of a queued entry (see ``_OK``)."""
     kind = item[0]
     if kind == _OK:
         _, rid, ts, request, response, route, stream = item
-        return success_record(rid, ts, request, response, route=route, stream=stream)
+        return _success_rows(rid, ts, request, response, route, stream)
     if kind == _FAILED:
         _, rid, ts, latency, request, error, attempts, route, stream = item
-        return failure_record(rid, ts, latency, request, error, attempts, route=route, stream=stream)
+        return _failure_rows(rid, ts, latency, request, error, attempts, route, stream)
     record: UsageRecord = item[1]
-    return record
+    return _request_row(record), list(_attempt_rows(record))
 
 
 def _request_row(r: UsageRecord) -> tuple[Any, ...]:
@@ -437,6 +504,36 @@ def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise UsageLogError(f"{path} is not a usable usage log: {exc}") from None
+
+
+def _insert(conn: sqlite3.Connection, heads: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]]) -> int:
+    """Insert ``heads`` (``requests`` rows, distinct ids) and ``attempts`` in
+    one transaction; how many logged requests they replaced.
+
+    Kernel request ids are unique, so the rows go in as they are; when an
+    id is already logged (an import, a replay: the insert violates a key)
+    the transaction starts over, deleting the requests of those ids and
+    their attempts first."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            insert_rows(conn, _INSERT_REQUESTS, 19, heads)
+            insert_rows(conn, _INSERT_ATTEMPTS, 14, attempts)
+            replaced = 0
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            ids = [(head[0],) for head in heads]
+            conn.executemany(_DELETE_ATTEMPTS, ids)
+            replaced = max(0, conn.executemany(_DELETE_REQUEST, ids).rowcount)
+            insert_rows(conn, _INSERT_REQUESTS, 19, heads)
+            insert_rows(conn, _INSERT_ATTEMPTS, 14, attempts)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return replaced
 
 
 def _purge_rows(conn: sqlite3.Connection, cutoff: float) -> int:
@@ -774,34 +871,26 @@ class UsageLog:
         Kernel request ids are unique; a record with the id of a logged one
         (an import, a replay) replaces it, attempts included, and the last of
         several with one id in a batch wins."""
-        rows: dict[str, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
+        rows: dict[str, _Rows] = {}
         bad = 0
         for item in batch:
             try:
-                record = _record_of(item)
-                rows[record.id] = (_request_row(record), list(_attempt_rows(record)))
+                record = _rows_of(item)
+                rows[record[0][0]] = record
             except Exception as exc:  # noqa: BLE001 - one bad record must not lose the batch
                 bad += 1
                 log.error("usage_record_unwritable", error=f"{type(exc).__name__}: {exc}")
-        ids = [(rid,) for rid in rows]
+        heads = [head for head, _ in rows.values()]
+        attempts = [a for _, attempt_rows in rows.values() for a in attempt_rows]
         error: str | None = None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_DELETE_ATTEMPTS, ids)
-                replaced = conn.executemany(_DELETE_REQUEST, ids).rowcount
-                conn.executemany(_INSERT_REQUEST, [row for row, _ in rows.values()])
-                conn.executemany(_INSERT_ATTEMPT, [a for _, attempts in rows.values() for a in attempts])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            replaced = _insert(conn, heads, attempts)
         except sqlite3.Error as exc:
             error = f"{len(rows)} usage record(s) could not be written to {self.path}: {exc}"
             log.error("usage_commit_failed", path=str(self.path), error=str(exc), records=len(rows))
             self._dropped_writer += len(rows) + bad
         else:
-            self._rows += len(rows) - max(0, replaced)
+            self._rows += len(rows) - replaced
             self._commits += 1
             self._last_commit = time.time()
             self._dropped_writer += bad

@@ -1,0 +1,194 @@
+"""The writer assembles a request record's public and personal fields as
+canonical JSON by hand (no mapping, no encoder): the bytes must be those
+``canonical_json`` gives for the mapping the record documents, which the
+chain hashes and ``audit verify`` recomputes."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import pytest
+
+from swarmgate import CompletionRequest, CompletionResponse, SwarmgateError, TokenUsage
+from swarmgate.errors import ERROR_CLASSES, NoProviderAvailableError, http_status
+from swarmgate.models import Attempt
+from swarmgate_audit.chain import canonical_json, json_number, json_string
+from swarmgate_audit.log import _KIND_STATUS, _Builder
+
+TEXT = 'aé"\\\n\u2028😀 <>'
+ERRORS = [cls for cls in ERROR_CLASSES.values() if cls is not NoProviderAvailableError]
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(TEXT) for _ in range(rng.randrange(1, 6)))
+
+
+def _maybe(rng: random.Random) -> str | None:
+    return None if rng.random() < 0.3 else _text(rng)
+
+
+def _float(rng: random.Random) -> float:
+    return rng.choice([0.0, -0.0, 1e16, 1e-7, 123.456, math.nan, math.inf, -math.inf, rng.random() * 1e3])
+
+
+def _attempt(rng: random.Random) -> Attempt:
+    ok = rng.random() < 0.5
+    return Attempt(
+        _text(rng),
+        _text(rng),
+        ok,
+        _float(rng),
+        cost=_float(rng),
+        tokens=TokenUsage.of(rng.randrange(1000), rng.randrange(1000)),
+        error_kind=None if ok else rng.choice([None, "timeout", "server_error", "no-such-kind"]),
+        status=rng.choice([None, 429, 500]),
+        refused=rng.random() < 0.2,
+    )
+
+
+def _request(rng: random.Random) -> CompletionRequest:
+    return CompletionRequest.create(
+        _text(rng),
+        model=_text(rng),
+        caller=_maybe(rng),
+        user=_maybe(rng),
+        tags=[_text(rng) for _ in range(rng.randrange(3))],
+        metadata={"client": _maybe(rng)} if rng.random() < 0.5 else {},
+    )
+
+
+def _expected_data(
+    request: CompletionRequest,
+    response: CompletionResponse | None,
+    error: SwarmgateError | None,
+    attempts: tuple[Attempt, ...],
+    latency_ms: float,
+    route: str | None,
+    stream: bool,
+    bodies: Any,
+) -> dict[str, Any]:
+    """The documented public fields of a request record, as a mapping."""
+
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    def status_of(a: Attempt) -> int:
+        if a.ok:
+            return 200
+        return a.status if a.status is not None else _KIND_STATUS.get(a.error_kind or "", 500)
+
+    logged = [
+        {
+            "provider": a.provider,
+            "model": a.model,
+            "ok": a.ok,
+            "status": status_of(a),
+            "error_kind": a.error_kind,
+            "refused": a.refused,
+            "cost": finite(a.cost),
+        }
+        for a in attempts
+    ]
+    tin = sum(a.tokens.input for a in attempts)
+    tout = sum(a.tokens.output for a in attempts)
+    cost = math.fsum(a.cost for a in attempts)
+    if response is not None:
+        ok, status, kind = True, 200, None
+        provider, model = response.provider, response.model
+        if not attempts:
+            if response.cached:
+                tin, tout, cost = 0, 0, 0.0
+            else:
+                tin, tout, cost = response.tokens.input, response.tokens.output, response.cost
+    else:
+        assert error is not None
+        ok, kind = False, error.kind.value
+        status = http_status(error, caller_timeout_ms=None, elapsed_ms=latency_ms)
+        provider, model = (attempts[-1].provider, attempts[-1].model) if attempts else (error.provider, error.model)
+    return {
+        "requested_model": request.model,
+        "route": route,
+        "provider": provider,
+        "model": model,
+        "ok": ok,
+        "status": status,
+        "error_kind": kind,
+        "cost": finite(cost),
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "latency_ms": finite(latency_ms),
+        "cache_hit": bool(response is not None and response.cached),
+        "stream": stream,
+        "attempts": logged,
+        "tags": list(request.tags),
+        "bodies": bodies,
+    }
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_request_fields_are_the_canonical_json_of_the_documented_mapping(seed: int) -> None:
+    rng = random.Random(seed)
+    request = _request(rng)
+    attempts = tuple(_attempt(rng) for _ in range(rng.randrange(3)))
+    latency = _float(rng)
+    route, stream = _maybe(rng), rng.random() < 0.5
+    include_bodies, redact = rng.random() < 0.5, rng.random() < 0.5
+    builder = _Builder(include_bodies=include_bodies, redact=redact, encryption=None)
+    response: CompletionResponse | None = None
+    error: SwarmgateError | None = None
+    if seed % 2:
+        response = CompletionResponse(
+            content=_text(rng),
+            provider=_text(rng),
+            model=_text(rng),
+            cost=_float(rng),
+            latency=latency,
+            tokens=TokenUsage.of(rng.randrange(100), rng.randrange(100)),
+            finish_reason="stop",
+            attempts=attempts,
+            cached=rng.random() < 0.3,
+        )
+    else:
+        error = rng.choice(ERRORS)(_text(rng), provider=_maybe(rng), model=_maybe(rng))
+    entry = builder.request_entry(
+        f"rec-{seed}",
+        1_700_000_000.5,
+        request,
+        response=response,
+        error=error,
+        attempts=attempts,
+        latency_ms=latency,
+        route=route,
+        stream=stream,
+    )
+    note = {"redacted": redact, "encrypted": False} if include_bodies else None
+    expected = _expected_data(request, response, error, attempts, latency, route, stream, note)
+    assert entry.data == canonical_json(expected)
+    client = request.metadata.get("client")
+    if entry.personal is None:
+        assert (request.caller, request.user, client, include_bodies) == (None, None, None, False)
+        return
+    personal = json.loads(entry.personal)
+    assert entry.personal == canonical_json(personal)
+    assert (personal["caller"], personal["user"], personal["client"]) == (request.caller, request.user, client)
+    assert len(personal["salt"]) == 32
+    assert ("bodies" in personal) == include_bodies
+
+
+@pytest.mark.parametrize(
+    "value", ["", "é", '"\\', "\u2028", "😀", None, 0, -1, 10**30, 1.5, -0.0, 1e300, 5e-324, True, False, [1], {"a": 1}]
+)
+def test_the_scalar_encoders_agree_with_canonical_json(value: Any) -> None:
+    assert json_string(value) == canonical_json(value)
+    assert json_number(value) == canonical_json(value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_the_number_encoder_refuses_what_canonical_json_refuses(value: float) -> None:
+    with pytest.raises(ValueError, match="JSON compliant"):
+        json_number(value)
+    with pytest.raises(ValueError, match="JSON compliant"):
+        canonical_json(value)
