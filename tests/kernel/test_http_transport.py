@@ -6,7 +6,11 @@ asyncio with the native transport, asyncio with the aiohttp one, trio."""
 
 from __future__ import annotations
 
+import gzip
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -262,8 +266,6 @@ def test_the_short_path_builds_the_request_httpx_would(method: str, content: obj
 async def test_an_answer_read_whole_is_the_same_response(transport_kind: tuple[str, str]) -> None:
     """A body that came with its headers is handed over read (no async
     read); an encoded one is still decoded by httpx."""
-    import gzip
-
     packed = gzip.compress(b'{"packed":true}')
 
     async def handler(stream: anyio.abc.SocketStream) -> None:
@@ -285,3 +287,20 @@ async def test_an_answer_read_whole_is_the_same_response(transport_kind: tuple[s
         encoded = await client.get("/")
         assert encoded.json() == {"packed": True}
         assert encoded.num_bytes_downloaded == len(packed)
+
+
+def test_aiohttp_is_imported_only_when_selected() -> None:
+    """Idle memory: the default (native) transport does not load aiohttp."""
+    script = (
+        "import asyncio, sys\n"
+        "from swarmgate.config import ProviderConfig\n"
+        "from swarmgate.http import make_client\n"
+        "async def main():\n"
+        "    client = make_client(ProviderConfig(type='openai'), base_url='http://127.0.0.1:1')\n"
+        "    await client.aclose()\n"
+        "    print(type(client._transport).__name__, 'aiohttp' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    env_free = {k: v for k, v in os.environ.items() if k != TRANSPORT_ENV}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env_free)
+    assert out.stdout.split() == ["NativeTransport", "False"]
