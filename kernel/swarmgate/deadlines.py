@@ -42,16 +42,25 @@ once per watchdog, not per await.
 from __future__ import annotations
 
 import math
-from asyncio import CancelledError, Task, TimerHandle
-from asyncio import current_task as _current_task
+from asyncio import CancelledError, Task, TimerHandle, current_task
 from asyncio.events import AbstractEventLoop, _get_running_loop
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+_anyio_task_states: Any
 try:  # anyio's per-task cancel-scope stack: read to honour its shields (see AsyncioWatchdog)
     from anyio._backends._asyncio import _task_states as _anyio_task_states
 except ImportError:  # pragma: no cover - an anyio without it: no anyio scopes to honour
     _anyio_task_states = None
+
+_current_task: Callable[[AbstractEventLoop], Task[Any] | None]
+try:  # Python 3.11's asyncio.current_task() is Python code reading this C dict: read it directly
+    from _asyncio import _current_tasks  # type: ignore[attr-defined]
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover - other versions and interpreters
+    _current_task = current_task
 
 __all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog", "new_watchdog"]
 
@@ -134,9 +143,9 @@ class AsyncioWatchdog:
 
     def __enter__(self) -> AsyncioWatchdog:
         task = _current_task(self._loop)
+        if task is None:
+            raise RuntimeError("a Watchdog guards an await inside a task")
         if task is not self._task:
-            if task is None:
-                raise RuntimeError("a Watchdog guards an await inside a task")
             self._task = task
             self._state = None
         state = self._state
@@ -153,7 +162,7 @@ class AsyncioWatchdog:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         self._armed = False
         if not self._fired:
             return False

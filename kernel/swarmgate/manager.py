@@ -34,8 +34,8 @@ import math
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
 from pathlib import Path
+from types import AsyncGeneratorType
 from typing import Any, Literal, overload
 
 import anyio
@@ -1761,13 +1761,82 @@ class ProviderManager:
                     yield ErrorEvent(error)
                     return
                 raise
-            async with aclosing(self._stream_targets(req, errors, context, targets)) as events:
-                async for event in events:
-                    if isinstance(event, ErrorEvent):
-                        failure = event.error
-                    elif isinstance(event, FinishEvent):
-                        answered = True
-                    yield event
+            # The failover loop: try ``targets`` in turn; the last event is a
+            # FinishEvent (after ``after_response`` ran), an ErrorEvent, or the
+            # error is raised. (Inline, not a generator of its own: one level
+            # fewer for every event.)
+            index = 0
+            last_error: SwarmgateError | None = None
+            delivered = ""  # text the caller has received and that still stands
+            announced = False  # a StreamStart has been yielded
+            attempt_request = req
+            while index < len(targets):
+                target = targets[index]
+                context.index = index
+                handle = self._handles.get(target.provider)
+                if handle is None:
+                    index += 1
+                    continue
+                outcome = _StreamOutcome(announce=not announced, prefix=delivered)
+                hedge = None
+                if self._hedge_tokens is not None and not announced:
+                    hedge = self._hedge(req, targets, index, context)
+                try:
+                    if hedge is None:
+                        first: StreamEvent | None = None
+                        events = self._stream_attempt(handle, target, attempt_request, context, outcome)
+                    else:
+                        index, outcome, events, first = await self._first_event_race(
+                            handle, target, hedge, attempt_request, context, index
+                        )
+                        target = targets[index]
+                    try:  # aclosing(events), without its two coroutines per stream
+                        if first is not None:
+                            yield first
+                        async for event in events:
+                            yield event
+                    finally:
+                        await events.aclose()
+                except _BothFailed as both:
+                    last_error = both.errors[-1]
+                    await self._both_failed(req, both, context)
+                    index += 2
+                    continue
+                except SwarmgateError as error:
+                    last_error = error
+                    announced = announced or outcome.started
+                    if outcome.started and not self._may_continue(error, targets, index, context):
+                        await self.plugins.on_failure(req, target, error, context)  # observers learn; no choice left
+                        if errors == "event":
+                            failure = self._with_attempts(error, context)
+                            yield ErrorEvent(failure, delivered + outcome.text)
+                            return
+                        raise self._with_attempts(error, context) from None
+                    action, index = await self._decide(req, target, error, context, targets, index)
+                    if action == "retry" and outcome.started:
+                        index += 1  # a broken stream continues on the next target, not again here
+                    if action == "abort" or (announced and index >= len(targets)):
+                        if errors == "event":
+                            failure = self._with_attempts(error, context)
+                            yield ErrorEvent(failure, delivered + outcome.text)
+                            return
+                        raise self._with_attempts(error, context) from None
+                    if outcome.started:
+                        delivered += outcome.text
+                        attempt_request, delivered, failover = self._continuation(req, targets[index], delivered, error)
+                        yield failover
+                    continue
+                assert outcome.response is not None
+                await self.plugins.after_response(req, outcome.response, context)
+                answered = True
+                yield FinishEvent(outcome.response.finish_reason, outcome.response)
+                return
+            exhausted = self._exhausted(context, last_error)
+            if errors == "event":
+                failure = exhausted
+                yield ErrorEvent(exhausted)
+                return
+            raise exhausted
         except BaseException as exc:
             # A consumer that stops after an ErrorEvent (its last event) closes
             # the stream: the request failed with that error, not by cancellation.
@@ -1777,79 +1846,6 @@ class ProviderManager:
         finally:
             if not answered and self.plugins.has_impls("request_failed"):
                 await self._report_failure(req, failure or RequestCancelledError(CANCELLED_BY_CALLER), context)
-
-    async def _stream_targets(
-        self, req: CompletionRequest, errors: str, context: RequestContext, targets: list[Target]
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """The failover loop of :meth:`_stream`: try ``targets`` in turn; the
-        last event is a FinishEvent (after ``after_response`` ran), an
-        ErrorEvent, or the error is raised."""
-        index = 0
-        last_error: SwarmgateError | None = None
-        delivered = ""  # text the caller has received and that still stands
-        announced = False  # a StreamStart has been yielded
-        attempt_request = req
-        while index < len(targets):
-            target = targets[index]
-            context.index = index
-            handle = self._handles.get(target.provider)
-            if handle is None:
-                index += 1
-                continue
-            outcome = _StreamOutcome(announce=not announced, prefix=delivered)
-            hedge = None
-            if self._hedge_tokens is not None and not announced:
-                hedge = self._hedge(req, targets, index, context)
-            try:
-                if hedge is None:
-                    first: StreamEvent | None = None
-                    events = self._stream_attempt(handle, target, attempt_request, context, outcome)
-                else:
-                    index, outcome, events, first = await self._first_event_race(
-                        handle, target, hedge, attempt_request, context, index
-                    )
-                    target = targets[index]
-                async with aclosing(events):
-                    if first is not None:
-                        yield first
-                    async for event in events:
-                        yield event
-            except _BothFailed as both:
-                last_error = both.errors[-1]
-                await self._both_failed(req, both, context)
-                index += 2
-                continue
-            except SwarmgateError as error:
-                last_error = error
-                announced = announced or outcome.started
-                if outcome.started and not self._may_continue(error, targets, index, context):
-                    await self.plugins.on_failure(req, target, error, context)  # observers learn; no choice left
-                    if errors == "event":
-                        yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)
-                        return
-                    raise self._with_attempts(error, context) from None
-                action, index = await self._decide(req, target, error, context, targets, index)
-                if action == "retry" and outcome.started:
-                    index += 1  # a broken stream continues on the next target, not again here
-                if action == "abort" or (announced and index >= len(targets)):
-                    if errors == "event":
-                        yield ErrorEvent(self._with_attempts(error, context), delivered + outcome.text)
-                        return
-                    raise self._with_attempts(error, context) from None
-                if outcome.started:
-                    delivered += outcome.text
-                    attempt_request, delivered, failover = self._continuation(req, targets[index], delivered, error)
-                    yield failover
-                continue
-            assert outcome.response is not None
-            await self.plugins.after_response(req, outcome.response, context)
-            yield FinishEvent(outcome.response.finish_reason, outcome.response)
-            return
-        exhausted = self._exhausted(context, last_error)
-        if errors == "event":
-            yield ErrorEvent(exhausted)
-            return
-        raise exhausted
 
     async def _first_event_race(
         self,
@@ -2018,6 +2014,8 @@ class ProviderManager:
         tool_calls: dict[int, dict[str, Any]] = {}
         reported_cost: float | None = None
         finish_metadata: Mapping[str, Any] = {}
+        exhausted = False  # the upstream ended by itself (StopAsyncIteration)
+        event: Any  # told apart by type(event) below, which mypy does not narrow on
         watchdog = new_watchdog()
         now = watchdog.now
         idle = call.stream_idle_timeout
@@ -2038,8 +2036,12 @@ class ProviderManager:
                         with watchdog.until(deadline):
                             event = await next_event()
                     except StopAsyncIteration:
+                        exhausted = True
                         break
-                    if isinstance(event, TextDelta | ToolCallDelta):
+                    kind: type | None = type(event)
+                    if kind not in _EVENT_KINDS:
+                        kind = _event_kind(event)
+                    if kind is TextDelta or kind is ToolCallDelta:
                         if not outcome.started:
                             outcome.started = True
                             ttft = (time.perf_counter() - started) * 1000.0
@@ -2047,16 +2049,17 @@ class ProviderManager:
                                 yield StreamStart(
                                     target.provider, target.model, context.id, False, len(context.attempts) + 1
                                 )
-                        if isinstance(event, TextDelta):
-                            text.append(event.text)
-                            outcome.text += event.text
+                        if kind is TextDelta:
+                            delta = event.text
+                            text.append(delta)
+                            outcome.text += delta
                         else:
                             _merge_tool_call(tool_calls, event)
                         yield event
-                    elif isinstance(event, UsageEvent):
+                    elif kind is UsageEvent:
                         usage = event.tokens
                         reported_cost = event.cost
-                    elif isinstance(event, FinishEvent):
+                    elif kind is FinishEvent:
                         finish = event.finish_reason
                         if event.metadata:
                             finish_metadata = event.metadata
@@ -2117,9 +2120,12 @@ class ProviderManager:
             raise
         finally:
             watchdog.close()
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()  # type: ignore[attr-defined]
-                await self._release_slot(handle.name, slot)
+            if exhausted and type(upstream) is AsyncGeneratorType and not slot.retired:
+                slot.inflight -= 1  # a finished generator has nothing to close: no shielded cleanup
+            else:
+                with anyio.CancelScope(shield=True):
+                    await upstream.aclose()  # type: ignore[attr-defined]
+                    await self._release_slot(handle.name, slot)
             handle.inflight -= 1
             stats.inflight -= 1
             if handle.retired and handle.inflight == 0:
@@ -2224,6 +2230,19 @@ class _StreamOutcome:
     started: bool = False
     text: str = ""
     response: CompletionResponse | None = None
+
+
+#: The event classes the stream loop tells apart by ``type(event) is``.
+_EVENT_KINDS = frozenset((TextDelta, ToolCallDelta, UsageEvent, FinishEvent))
+
+
+def _event_kind(event: object) -> type | None:
+    """Which of the stream loop's event classes ``event`` is an instance of
+    (a driver's subclass counts as its base), as the isinstance chain it replaces."""
+    for kind in (TextDelta, ToolCallDelta, UsageEvent, FinishEvent):
+        if isinstance(event, kind):
+            return kind
+    return None
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
