@@ -32,11 +32,9 @@ separate query-only connection and see what is committed.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import math
-import queue
 import secrets
 import sqlite3
 import threading
@@ -50,10 +48,11 @@ import anyio
 import anyio.to_thread
 
 from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateConfig, SwarmgateError
-from swarmgate.batching import gather_batch, insert_rows
+from swarmgate.batching import insert_rows
 from swarmgate.errors import ERROR_CLASSES, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
+from swarmgate.writer import BatchWriter, Control
 from swarmgate_audit.chain import (
     GENESIS,
     canonical_json,
@@ -76,8 +75,6 @@ _isfinite: Final = math.isfinite
 SCHEMA_VERSION: Final = 1
 #: ``meta.format``: what tells an audit log from another SQLite file.
 FORMAT: Final = "swarmgate-audit"
-#: Seconds between retention purges while the writer runs.
-PURGE_EVERY: Final = 3600.0
 #: Milliseconds a connection waits for another connection's lock.
 BUSY_TIMEOUT_MS: Final = 5000
 #: Prefix of the associated data bodies are encrypted under (then the record id).
@@ -166,27 +163,11 @@ class AuditStats(TypedDict):
     dropped: int
 
 
-class _Control:
-    """A control message for the writer thread; ``done`` is set once it was handled."""
+class _Purge(Control):
+    """A retention purge by ``actor`` at ``now`` of what is older than ``cutoff``."""
 
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: str | None = None
-        self.result = 0
-
-
-class _Flush(_Control):
-    __slots__ = ()
-
-
-class _Stop(_Control):
-    __slots__ = ()
-
-
-class _Purge(_Control):
     __slots__ = ("actor", "cutoff", "now")
+    action = "purge"
 
     def __init__(self, cutoff: float, now: float, actor: str) -> None:
         super().__init__()
@@ -195,8 +176,11 @@ class _Purge(_Control):
         self.actor = actor
 
 
-class _Forget(_Control):
+class _Forget(Control):
+    """Erasing the personal fields about ``subject``, by ``actor`` at ``now``."""
+
     __slots__ = ("actor", "now", "subject")
+    action = "forget"
 
     def __init__(self, subject: str, now: float, actor: str | None) -> None:
         super().__init__()
@@ -820,7 +804,7 @@ def open_bodies(record: AuditRecord, encryptor: Encryptor | None = None) -> dict
 # The log
 
 
-class AuditLog:
+class AuditLog(BatchWriter):
     """The audit log at ``path``; see the module docstring.
 
     Built by the plugin (``manager.extensions["audit"]``) or by
@@ -833,7 +817,13 @@ class AuditLog:
     (unix seconds) stamps admin actions and dates purges.
     A log is *writable* once :meth:`start` ran and until :meth:`aclose`;
     reads, :meth:`verify`, :meth:`purge` and :meth:`forget` work either way.
+    The writer thread, :meth:`flush` and the lifecycle are
+    :class:`swarmgate.writer.BatchWriter`'s.
     """
+
+    kind = "audit"
+    error_type = AuditLogError
+    logger = log
 
     def __init__(
         self,
@@ -847,32 +837,11 @@ class AuditLog:
         encryption: Callable[[], Encryptor | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, commit_interval=commit_interval, max_batch=max_batch, retention=retention)
         self._clock = clock
-        self.commit_interval = commit_interval
-        self.max_batch = max_batch
-        self.retention = retention
         self.include_bodies = include_bodies
         self.redact = redact
         self._builder = _Builder(include_bodies=include_bodies, redact=redact, encryption=encryption)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._put: Callable[[Any], None] = self._queue.put
-        #: Wakes the writer before its batch window closes: a control message, a full batch.
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._writing = False
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._read_lock = threading.Lock()
-        self._reader: sqlite3.Connection | None = None
-        # ``_enqueued``/``_dropped_closed`` are written by recording threads,
-        # the others by the writer thread: no counter has two writers.
-        self._enqueued = 0
-        self._handled = 0
-        self._commits = 0
-        self._last_commit: float | None = None
-        self._dropped_writer = 0
-        self._dropped_closed = 0
 
     @classmethod
     def from_settings(
@@ -889,57 +858,6 @@ class AuditLog:
             encryption=encryption,
         )
 
-    def __repr__(self) -> str:
-        return f"AuditLog({str(self.path)!r}, writing={self._writing})"
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def writable(self) -> bool:
-        """The writer thread runs: recorded requests and actions will be written."""
-        return self._writing
-
-    def start(self) -> None:
-        """Create the file and schema if needed and start the writer thread
-        (blocking). Raises AuditLogError when the file is not a usable audit log."""
-        if self._writer is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ready.clear()
-        self._start_error = None
-        writer = threading.Thread(target=self._run, name=f"swarmgate-audit-writer:{self.path.name}", daemon=True)
-        self._writer = writer
-        writer.start()
-        self._ready.wait()
-        if self._start_error is not None:
-            writer.join()
-            self._writer = None
-            raise self._start_error
-        self._writing = True
-        atexit.register(self.close)
-
-    async def aclose(self) -> None:
-        """Commit what is pending, stop the writer and close the connections.
-        Request records arriving later are dropped (and counted)."""
-        self._writing = False
-        await anyio.to_thread.run_sync(self.close)
-
-    def close(self) -> None:
-        """Blocking :meth:`aclose`."""
-        writer = self._writer
-        if writer is not None:
-            self._writing = False
-            atexit.unregister(self.close)
-            self._put(_Stop())
-            self._wake.set()
-            writer.join()
-            self._writer = None
-            self._abandon("the audit log is closed")
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
-
     # -- recording (on the event loop: no I/O) -------------------------------------
 
     def enqueue_success(
@@ -952,13 +870,7 @@ class AuditLog:
         stream: bool,
     ) -> None:
         """Queue the record of an answered request. Never blocks, never does I/O."""
-        if self._writing:
-            self._enqueued += 1
-            self._put((_OK, request_id, ts, request, response, route, stream))
-            if self._enqueued - self._handled >= self.max_batch:
-                self._wake.set()  # a full batch: commit it now
-        else:
-            self._dropped_closed += 1
+        self._enqueue((_OK, request_id, ts, request, response, route, stream))
 
     def enqueue_failure(
         self,
@@ -972,13 +884,7 @@ class AuditLog:
         stream: bool,
     ) -> None:
         """Queue the record of a request that ended without an answer. Never blocks."""
-        if self._writing:
-            self._enqueued += 1
-            self._put((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
-            if self._enqueued - self._handled >= self.max_batch:
-                self._wake.set()  # a full batch: commit it now
-        else:
-            self._dropped_closed += 1
+        self._enqueue((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
 
     def record_admin(
         self,
@@ -1007,87 +913,19 @@ class AuditLog:
         if not self._writing:
             raise AuditLogError(f"the audit log {self.path} is not writing: admin action {action!r} not recorded")
         record_id = new_admin_id()
-        self._enqueued += 1
-        self._put((_ADMIN, record_id, self._clock(), action, actor, target, details, client))
-        if self._enqueued - self._handled >= self.max_batch:
-            self._wake.set()  # a full batch: commit it now
+        self._enqueue((_ADMIN, record_id, self._clock(), action, actor, target, details, client))
         return record_id
 
     # -- the writer thread ---------------------------------------------------------
 
-    def _run(self) -> None:
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
         try:
-            conn = _connect(self.path)
-            try:
-                _create_schema(conn, self.path)
-            except BaseException:
-                conn.close()
-                raise
-        except Exception as exc:  # noqa: BLE001 - reported to start()
-            self._start_error = exc if isinstance(exc, AuditLogError) else AuditLogError(f"{self.path}: {exc}")
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            self._loop(conn)
-        except Exception as exc:
-            self._writing = False
-            log.error("audit_writer_crashed", path=str(self.path), error=f"{type(exc).__name__}: {exc}", exc_info=True)
-            self._abandon(f"the audit log writer stopped: {type(exc).__name__}: {exc}")
-            lost = self._enqueued - self._handled
-            self._dropped_writer += lost
-            self._handled += lost
-        finally:
+            _create_schema(conn, self.path)
+        except BaseException:
             conn.close()
-
-    def _abandon(self, reason: str) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if type(item) is tuple:
-                self._dropped_writer += 1
-                self._handled += 1
-            else:
-                control: _Control = item
-                control.error = reason
-                control.done.set()
-
-    def _loop(self, conn: sqlite3.Connection) -> None:
-        get = self._queue.get
-        next_purge = time.monotonic() if self.retention is not None else math.inf
-        while True:
-            if time.monotonic() >= next_purge:
-                self._retention_purge(conn)
-                next_purge = time.monotonic() + PURGE_EVERY
-            try:
-                item = get() if next_purge == math.inf else get(timeout=max(0.0, next_purge - time.monotonic()))
-            except queue.Empty:
-                continue
-            pending, found = self._gather(item)
-            error = self._commit(conn, pending) if pending else None
-            if found is None:
-                continue
-            control: _Control = found
-            control.error = error
-            try:
-                if isinstance(control, _Purge):
-                    control.result = _purge_rows(conn, self._builder, control.cutoff, control.now, control.actor)
-                elif isinstance(control, _Forget):
-                    control.result = _forget_rows(conn, self._builder, control.subject, control.now, control.actor)
-            except sqlite3.Error as exc:
-                control.error = f"{type(control).__name__.strip('_').lower()} failed: {exc}"
-            control.done.set()
-            if isinstance(control, _Stop):
-                return
-
-    def _gather(self, first: Any) -> tuple[list[tuple[Any, ...]], _Control | None]:
-        """The batch that ``first`` opens and the control message that ended
-        it (see :func:`swarmgate.batching.gather_batch`)."""
-        return gather_batch(
-            self._queue.get_nowait, self._wake, first, max_batch=self.max_batch, window=self.commit_interval
-        )
+            raise
+        return conn
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
         """Build, chain and write ``batch`` in one transaction; the error text
@@ -1124,23 +962,13 @@ class AuditLog:
         if deleted:
             log.info("audit_purged", path=str(self.path), deleted=deleted, retention_s=self.retention)
 
-    # -- control -------------------------------------------------------------------
+    def _control(self, conn: sqlite3.Connection, control: Control) -> None:
+        if isinstance(control, _Purge):
+            control.result = _purge_rows(conn, self._builder, control.cutoff, control.now, control.actor)
+        elif isinstance(control, _Forget):
+            control.result = _forget_rows(conn, self._builder, control.subject, control.now, control.actor)
 
-    async def _send(self, control: _Control) -> int:
-        self._put(control)
-        self._wake.set()
-        await anyio.to_thread.run_sync(self._wait, control, abandon_on_cancel=True)
-        if control.error is not None:
-            raise AuditLogError(control.error)
-        return control.result
-
-    def _wait(self, control: _Control) -> None:
-        writer = self._writer
-        while not control.done.wait(0.5):
-            if writer is None or not writer.is_alive():
-                if not control.done.is_set():
-                    control.error = f"the audit log writer of {self.path} is not running"
-                return
+    # -- maintenance -----------------------------------------------------------------
 
     def _direct(self, fn: Callable[[sqlite3.Connection], int]) -> int:
         """Run a write on a connection of its own (a log that is not writing)."""
@@ -1154,13 +982,6 @@ class AuditLog:
             raise AuditLogError(f"{self.path}: {exc}") from None
         finally:
             conn.close()
-
-    async def flush(self) -> None:
-        """Commit everything recorded so far and return once it is durable
-        (against a process crash). A no-op on a log that is not writing.
-        Raises AuditLogError if that commit failed."""
-        if self._writing:
-            await self._send(_Flush())
 
     async def purge(self, older_than_seconds: float, *, actor: str = "retention") -> int:
         """Delete the longest prefix of the chain whose records are older
@@ -1207,24 +1028,20 @@ class AuditLog:
 
     # -- reading (worker threads, the read connection) -----------------------------
 
-    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._read_lock:
-            conn = self._reader
-            if conn is None:
-                if not self.path.exists():
-                    raise AuditLogError(f"no audit log at {self.path}")
-                conn = _connect(self.path, check_same_thread=False)
-                try:
-                    _check_format(_meta(conn), self.path)
-                except sqlite3.DatabaseError as exc:
-                    conn.close()
-                    raise AuditLogError(f"{self.path} is not an audit log: {exc}") from None
-                except AuditLogError:
-                    conn.close()
-                    raise
-                conn.execute("PRAGMA query_only = 1")
-                self._reader = conn
-            return fn(conn)
+    def _open_reader(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise AuditLogError(f"no audit log at {self.path}")
+        conn = _connect(self.path, check_same_thread=False)
+        try:
+            _check_format(_meta(conn), self.path)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise AuditLogError(f"{self.path} is not an audit log: {exc}") from None
+        except AuditLogError:
+            conn.close()
+            raise
+        conn.execute("PRAGMA query_only = 1")
+        return conn
 
     def open_reader(self) -> None:
         """Open the read connection now and check the file is an audit log

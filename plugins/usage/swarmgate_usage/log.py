@@ -26,15 +26,12 @@ see what is committed (call :meth:`flush` first to include what is pending).
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import math
-import queue
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
@@ -48,10 +45,11 @@ from swarmgate import (
     SwarmgateConfig,
     SwarmgateError,
 )
-from swarmgate.batching import gather_batch, insert_rows
+from swarmgate.batching import insert_rows
 from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
+from swarmgate.writer import BatchWriter, Control
 from swarmgate_usage.records import AttemptRecord, UsageRecord
 from swarmgate_usage.settings import UsageLogSettings
 
@@ -59,8 +57,6 @@ log = get_logger("swarmgate.usage")
 
 #: The schema version this package writes (``meta.schema_version``).
 SCHEMA_VERSION: Final = 1
-#: Seconds between retention purges while the writer runs.
-PURGE_EVERY: Final = 3600.0
 #: Milliseconds a connection waits for another connection's lock.
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -163,40 +159,26 @@ class UsageLogError(RuntimeError):
     that is not a usage log, a log that is closed)."""
 
 
-class _Control:
-    """A control message for the writer thread; ``done`` is set once it was handled."""
+class _Purge(Control):
+    """Delete requests older than ``cutoff`` (``result``: how many went)."""
 
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: str | None = None
-
-
-class _Flush(_Control):
-    __slots__ = ()
-
-
-class _Stop(_Control):
-    __slots__ = ()
-
-
-class _Purge(_Control):
-    __slots__ = ("cutoff", "deleted")
+    __slots__ = ("cutoff",)
+    action = "purge"
 
     def __init__(self, cutoff: float) -> None:
         super().__init__()
         self.cutoff = cutoff
-        self.deleted = 0
 
 
-class _Forget(_Control):
-    __slots__ = ("caller", "deleted")
+class _Forget(Control):
+    """Delete the requests of ``caller`` (``result``: how many went)."""
+
+    __slots__ = ("caller",)
+    action = "forget"
 
     def __init__(self, caller: str) -> None:
         super().__init__()
         self.caller = caller
-        self.deleted = 0
 
 
 # ---------------------------------------------------------------------------
@@ -622,15 +604,21 @@ def _usage_record(head: Sequence[Any], attempts: Sequence[AttemptRecord]) -> Usa
 # The log
 
 
-class UsageLog:
+class UsageLog(BatchWriter):
     """The usage log at ``path``; see the module docstring.
 
     Built by the plugin (``manager.extensions["usage"]``) or by
     :func:`open_log` for reading a recorded file. ``commit_interval`` and
     ``retention`` are seconds (``retention`` ``None``: keep everything).
     A log is *writable* once :meth:`start` ran (the writer thread is up) and
-    until :meth:`aclose`/:meth:`close`; reads and :meth:`purge` work either way.
+    until :meth:`aclose`/:meth:`close`; reads and :meth:`purge` work either
+    way. The writer thread, :meth:`flush` and the lifecycle are
+    :class:`swarmgate.writer.BatchWriter`'s.
     """
+
+    kind = "usage"
+    error_type = UsageLogError
+    logger = log
 
     def __init__(
         self,
@@ -640,29 +628,8 @@ class UsageLog:
         max_batch: int = 500,
         retention: float | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.commit_interval = commit_interval
-        self.max_batch = max_batch
-        self.retention = retention
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._put: Callable[[Any], None] = self._queue.put
-        #: Wakes the writer before its batch window closes: a control message, a full batch.
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._writing = False  # the writer runs and accepts records
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._read_lock = threading.Lock()
-        self._reader: sqlite3.Connection | None = None
-        # Counters. ``_enqueued`` is written by the recording thread (the
-        # event loop's), the others by the writer thread: no counter has two writers.
-        self._enqueued = 0
-        self._handled = 0
-        self._rows = 0
-        self._commits = 0
-        self._last_commit: float | None = None
-        self._dropped_writer = 0
-        self._dropped_closed = 0
+        super().__init__(path, commit_interval=commit_interval, max_batch=max_batch, retention=retention)
+        self._rows = 0  # requests in the file: counted at open, then kept by the writer
 
     @classmethod
     def from_settings(cls, settings: UsageLogSettings) -> UsageLog:
@@ -673,60 +640,6 @@ class UsageLog:
             max_batch=settings.max_batch,
             retention=None if settings.retention is None else settings.retention / 1000.0,
         )
-
-    def __repr__(self) -> str:
-        return f"UsageLog({str(self.path)!r}, writing={self._writing})"
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def writable(self) -> bool:
-        """The writer thread runs: recorded requests will be written."""
-        return self._writing
-
-    def start(self) -> None:
-        """Create the file and schema if needed and start the writer thread
-        (blocking; call it through ``anyio.to_thread.run_sync`` from async
-        code). Raises UsageLogError when the file is not a usable usage log."""
-        if self._writer is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ready.clear()
-        self._start_error = None
-        writer = threading.Thread(target=self._run, name=f"swarmgate-usage-writer:{self.path.name}", daemon=True)
-        self._writer = writer
-        writer.start()
-        self._ready.wait()
-        if self._start_error is not None:
-            writer.join()
-            self._writer = None
-            raise self._start_error
-        self._writing = True
-        atexit.register(self.close)
-
-    async def aclose(self) -> None:
-        """Commit what is pending, stop the writer and close the connections.
-        Records arriving later are dropped (and counted)."""
-        self._writing = False  # here, on the recording thread: nothing is queued after the stop
-        await anyio.to_thread.run_sync(self.close)
-
-    def close(self) -> None:
-        """Blocking :meth:`aclose` (for synchronous callers and interpreter exit)."""
-        writer = self._writer
-        if writer is not None:
-            self._writing = False
-            atexit.unregister(self.close)
-            stop = _Stop()
-            self._put(stop)
-            self._wake.set()
-            writer.join()
-            self._writer = None
-            # A record queued by another thread after the stop: count it as dropped.
-            self._abandon("the usage log is closed")
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
 
     # -- recording (on the event loop: no I/O) -------------------------------------
 
@@ -739,15 +652,9 @@ class UsageLog:
         route: str | None,
         stream: bool,
     ) -> None:
-        """Queue an answered request; the writer builds its record (see
+        """Queue an answered request; the writer builds its rows (see
         :func:`success_record`). Never blocks, never does I/O."""
-        if self._writing:
-            self._enqueued += 1
-            self._put((_OK, request_id, ts, request, response, route, stream))
-            if self._enqueued - self._handled >= self.max_batch:
-                self._wake.set()  # a full batch: commit it now
-        else:
-            self._dropped_closed += 1
+        self._enqueue((_OK, request_id, ts, request, response, route, stream))
 
     def enqueue_failure(
         self,
@@ -762,108 +669,27 @@ class UsageLog:
     ) -> None:
         """Queue a request that ended without an answer (see
         :func:`failure_record`). Never blocks, never does I/O."""
-        if self._writing:
-            self._enqueued += 1
-            self._put((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
-            if self._enqueued - self._handled >= self.max_batch:
-                self._wake.set()  # a full batch: commit it now
-        else:
-            self._dropped_closed += 1
+        self._enqueue((_FAILED, request_id, ts, latency_ms, request, error, attempts, route, stream))
 
     def record(self, record: UsageRecord) -> None:
         """Queue a ready-made record (an import, a replay, a test). A record
         with the id of a logged one replaces it. Never blocks."""
-        if self._writing:
-            self._enqueued += 1
-            self._put((_RECORD, record))
-            if self._enqueued - self._handled >= self.max_batch:
-                self._wake.set()  # a full batch: commit it now
-        else:
-            self._dropped_closed += 1
+        self._enqueue((_RECORD, record))
 
     # -- the writer thread ---------------------------------------------------------
 
-    def _run(self) -> None:
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
         try:
-            conn = _connect(self.path)
-            try:
-                _create_schema(conn, self.path)
-            except BaseException:
-                conn.close()
-                raise
-        except Exception as exc:  # noqa: BLE001 - reported to start()
-            self._start_error = exc if isinstance(exc, UsageLogError) else UsageLogError(f"{self.path}: {exc}")
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            # Counted after start() returned: a large log must not delay start-up.
-            self._rows += int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-            self._loop(conn)
-        except Exception as exc:
-            # A bug, not a database error (those are handled where they happen):
-            # stop taking records and release everyone waiting on the writer.
-            self._writing = False
-            log.error("usage_writer_crashed", path=str(self.path), error=f"{type(exc).__name__}: {exc}", exc_info=True)
-            self._abandon(f"the usage log writer stopped: {type(exc).__name__}: {exc}")
-            lost = self._enqueued - self._handled  # the batch it held
-            self._dropped_writer += lost
-            self._handled += lost
-        finally:
+            _create_schema(conn, self.path)
+        except BaseException:
             conn.close()
+            raise
+        return conn
 
-    def _abandon(self, reason: str) -> None:
-        """Drop what is still queued; fail the control messages waiting on it."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if type(item) is tuple:
-                self._dropped_writer += 1
-                self._handled += 1
-            else:
-                control: _Control = item
-                control.error = reason
-                control.done.set()
-
-    def _loop(self, conn: sqlite3.Connection) -> None:
-        get = self._queue.get
-        next_purge = time.monotonic() if self.retention is not None else math.inf
-        while True:
-            if time.monotonic() >= next_purge:
-                self._retention_purge(conn)
-                next_purge = time.monotonic() + PURGE_EVERY
-            try:
-                item = get() if next_purge == math.inf else get(timeout=max(0.0, next_purge - time.monotonic()))
-            except queue.Empty:
-                continue
-            pending, found = self._gather(item)
-            error = self._commit(conn, pending) if pending else None
-            if found is None:
-                continue
-            control: _Control = found
-            control.error = error
-            if isinstance(control, _Purge):
-                try:
-                    control.deleted = self._purge(conn, control.cutoff)
-                except sqlite3.Error as exc:
-                    control.error = f"purge failed: {exc}"
-            elif isinstance(control, _Forget):
-                try:
-                    control.deleted = self._forget(conn, control.caller)
-                except sqlite3.Error as exc:
-                    control.error = f"forget failed: {exc}"
-            control.done.set()
-            if isinstance(control, _Stop):
-                return
-
-    def _gather(self, first: Any) -> tuple[list[tuple[Any, ...]], _Control | None]:
-        """The batch that ``first`` opens and the control message that ended
-        it (see :func:`swarmgate.batching.gather_batch`)."""
-        return gather_batch(
-            self._queue.get_nowait, self._wake, first, max_batch=self.max_batch, window=self.commit_interval
-        )
+    def _writer_started(self, conn: sqlite3.Connection) -> None:
+        # Counted after start() returned: a large log must not delay start-up.
+        self._rows += int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> str | None:
         """Write ``batch`` in one transaction; the error text if it failed (the batch is then dropped).
@@ -897,6 +723,12 @@ class UsageLog:
         self._handled += len(batch)
         return error
 
+    def _control(self, conn: sqlite3.Connection, control: Control) -> None:
+        if isinstance(control, _Purge):
+            control.result = self._purge(conn, control.cutoff)
+        elif isinstance(control, _Forget):
+            control.result = self._forget(conn, control.caller)
+
     def _purge(self, conn: sqlite3.Connection, cutoff: float) -> int:
         deleted = _purge_rows(conn, cutoff)
         self._rows = max(0, self._rows - deleted)
@@ -912,30 +744,7 @@ class UsageLog:
         if deleted:
             log.info("usage_purged", path=str(self.path), deleted=deleted, retention_s=self.retention)
 
-    # -- control -------------------------------------------------------------------
-
-    async def _send(self, control: _Control) -> None:
-        """Hand ``control`` to the writer and wait (in a worker thread) until it was handled."""
-        self._put(control)
-        self._wake.set()
-        await anyio.to_thread.run_sync(self._wait, control, abandon_on_cancel=True)
-        if control.error is not None:
-            raise UsageLogError(control.error)
-
-    def _wait(self, control: _Control) -> None:
-        writer = self._writer
-        while not control.done.wait(0.5):
-            if writer is None or not writer.is_alive():
-                if not control.done.is_set():
-                    control.error = f"the usage log writer of {self.path} is not running"
-                return
-
-    async def flush(self) -> None:
-        """Commit everything recorded so far and return once it is durable
-        (against a process crash). A no-op on a log that is not writing.
-        Raises UsageLogError if that commit failed (the records are dropped)."""
-        if self._writing:
-            await self._send(_Flush())
+    # -- maintenance -----------------------------------------------------------------
 
     async def purge(self, older_than_seconds: float) -> int:
         """Delete requests that started more than ``older_than_seconds`` ago
@@ -945,9 +754,7 @@ class UsageLog:
             raise ValueError(f"older_than_seconds must be a non-negative number, got {older_than_seconds}")
         cutoff = time.time() - older_than_seconds
         if self._writing:
-            control = _Purge(cutoff)
-            await self._send(control)
-            return control.deleted
+            return await self._send(_Purge(cutoff))
         return await anyio.to_thread.run_sync(self._purge_direct, cutoff)
 
     def _forget(self, conn: sqlite3.Connection, caller: str) -> int:
@@ -962,9 +769,7 @@ class UsageLog:
         if not isinstance(caller, str) or not caller:
             raise ValueError(f"caller must be a non-empty string, got {caller!r}")
         if self._writing:
-            control = _Forget(caller)
-            await self._send(control)
-            return control.deleted
+            return await self._send(_Forget(caller))
         return await anyio.to_thread.run_sync(self._forget_direct, caller)
 
     def _forget_direct(self, caller: str) -> int:
@@ -996,16 +801,12 @@ class UsageLog:
 
     # -- reading (worker threads, the read connection) -----------------------------
 
-    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._read_lock:
-            conn = self._reader
-            if conn is None:
-                if not self.path.exists():
-                    raise UsageLogError(f"no usage log at {self.path}")
-                conn = _connect(self.path, check_same_thread=False)
-                conn.execute("PRAGMA query_only = 1")
-                self._reader = conn
-            return fn(conn)
+    def _open_reader(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise UsageLogError(f"no usage log at {self.path}")
+        conn = _connect(self.path, check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
 
     def open_reader(self) -> None:
         """Open the read connection now and check the file is a usage log

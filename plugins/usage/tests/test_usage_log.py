@@ -222,7 +222,7 @@ async def test_retention_purges_at_start_up_and_then_periodically(db: Path, monk
     first.record(record("kept", now - 60))
     await first.aclose()
 
-    monkeypatch.setattr(log_module, "PURGE_EVERY", 0.05)
+    monkeypatch.setattr(UsageLog, "purge_every", 0.05)
     cfg = config(db, usage={"retention": DAY * 1000})
     async with ProviderManager(cfg, drivers=DRIVERS) as manager:
         usage = usage_of(manager)
