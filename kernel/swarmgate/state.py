@@ -365,6 +365,15 @@ async def _undo_incrs(store: StateStore, done: Sequence[tuple[str, float]]) -> N
         await store.incr(key, -amount)
 
 
+def _owe(bucket: _Bucket, amount: float, capacity: float, rate: float, now: float) -> None:
+    """Add ``amount`` of debt to ``bucket`` (see :data:`TakeMode`)."""
+    if bucket.debt_expires > now:
+        bucket.debt += amount
+    else:
+        bucket.debt = amount
+        bucket.debt_expires = now + (capacity + amount) / rate if rate > 0 else math.inf
+
+
 @attrs.define
 class _Bucket:
     level: float
@@ -467,101 +476,109 @@ class MemoryStateStore:
         return BucketResult(False, bucket.level, wait)
 
     async def take_many(self, ops: Sequence[BucketOp]) -> BucketsResult:
-        # One synchronous pass: each bucket's state is staged on first sight
-        # ([level refilled to now, debt, debt expiry, that first level]), the
-        # operations run on the staged copies, and the copies are written
-        # back only if none was refused.
+        # One synchronous pass, in place: each bucket is refilled to now and
+        # changed as its operation says; ``saved`` keeps what each touched
+        # bucket held before, to put back if an operation is refused.
         now = self._clock()
         buckets = self._buckets
-        staged: dict[str, list[float]] = {}
+        saved: list[tuple[str, _Bucket | None, float, float, float, float]] = []
         levels: list[float] = []
         for index, (bucket, tokens, mode) in enumerate(ops):
-            key, rate, capacity = bucket.key, bucket.rate, bucket.capacity
-            state = staged.get(key)
-            if state is None:
-                found = buckets.get(key)
-                if found is None:
-                    state = [capacity, 0.0, -math.inf, capacity]
-                else:
-                    refilled = found.level + (now - found.stamp) * rate
-                    if refilled > capacity:
-                        refilled = capacity
-                    state = [refilled, found.debt, found.debt_expires, refilled]
-                staged[key] = state
-            elif state[0] > capacity:
-                state[0] = capacity
-            level = state[0]
+            key, capacity = bucket.key, bucket.capacity
+            found = buckets.get(key)
+            if found is None:
+                found = buckets[key] = _Bucket(capacity, now)
+                saved.append((key, None, capacity, now, 0.0, -math.inf))
+                level = capacity
+            else:
+                saved.append((key, found, found.level, found.stamp, found.debt, found.debt_expires))
+                level = found.level + (now - found.stamp) * bucket.rate
+                if level > capacity:
+                    level = capacity
+                found.stamp = now
             if mode == "take":
                 if level < tokens:
-                    return self._refusal(ops, index, staged, tokens - level, rate)
-                state[0] = level - tokens
+                    return self._undo(saved, index, tokens - level, bucket.rate, now, ops)
+                found.level = level - tokens
             elif mode == "reserve":
-                debt = state[1] if state[2] > now and state[1] > 0 else 0.0
+                debt = found.debt if found.debt_expires > now and found.debt > 0 else 0.0
                 want = tokens + debt
                 take = want if want < capacity else capacity
                 if level < take:
-                    return self._refusal(ops, index, staged, take - level, rate)
-                state[0] = level - take
+                    return self._undo(saved, index, take - level, bucket.rate, now, ops)
+                found.level = level - take
                 if debt > 0:
-                    state[1] = 0.0
+                    found.debt = 0.0
                 if want > take:
-                    self._owe(state, want - take, capacity, rate, now)
+                    _owe(found, want - take, capacity, bucket.rate, now)
             elif level >= tokens:
-                state[0] = level - tokens
+                found.level = level - tokens
             else:
                 drained = level if level > 0 else 0.0
-                state[0] = level - drained
-                self._owe(state, tokens - drained, capacity, rate, now)
-            levels.append(state[0])
-        for key, (level, debt, expires, _before) in staged.items():
-            found = buckets.get(key)
-            if found is None:
-                buckets[key] = _Bucket(level, now, debt, expires)
-            else:
-                found.level, found.stamp, found.debt, found.debt_expires = level, now, debt, expires
+                found.level = level - drained
+                _owe(found, tokens - drained, capacity, bucket.rate, now)
+            levels.append(found.level)
         return BucketsResult(-1, 0.0, tuple(levels))
 
-    @staticmethod
-    def _owe(state: list[float], amount: float, capacity: float, rate: float, now: float) -> None:
-        """Add ``amount`` of debt to a staged bucket (see :data:`TakeMode`)."""
-        if state[2] > now:
-            state[1] += amount
-        else:
-            state[1] = amount
-            state[2] = now + (capacity + amount) / rate if rate > 0 else math.inf
-
-    @staticmethod
-    def _refusal(
-        ops: Sequence[BucketOp], index: int, staged: dict[str, list[float]], short: float, rate: float
+    def _undo(
+        self,
+        saved: list[tuple[str, _Bucket | None, float, float, float, float]],
+        index: int,
+        short: float,
+        rate: float,
+        now: float,
+        ops: Sequence[BucketOp],
     ) -> BucketsResult:
-        """The result of a batch refused at ``index``: nothing is written;
-        the levels are the staged ones before any operation of the batch."""
-        levels = tuple(staged[bucket.key][3] for bucket, _tokens, _mode in ops[: index + 1])
-        return BucketsResult(index, short / rate if rate > 0 else math.inf, levels)
+        """Put back every bucket a batch refused at ``index`` touched (last
+        first); the result names the buckets' levels before the batch."""
+        for key, found, level, stamp, debt, expires in reversed(saved):
+            if found is None:
+                del self._buckets[key]
+            else:
+                found.level, found.stamp, found.debt, found.debt_expires = level, stamp, debt, expires
+        levels = []
+        for bucket, _tokens, _mode in ops[: index + 1]:
+            found = self._buckets.get(bucket.key)
+            if found is None:
+                levels.append(bucket.capacity)
+            else:
+                levels.append(min(bucket.capacity, found.level + (now - found.stamp) * bucket.rate))
+        return BucketsResult(index, short / rate if rate > 0 else math.inf, tuple(levels))
 
     async def incr_many(self, ops: Sequence[CounterOp], ceilings: Sequence[float] | None = None) -> CountersResult:
         now = self._clock()
-        values: dict[str, tuple[float, float]] = {}
+        values = self._values
+        saved: list[tuple[str, tuple[bytes | float, float] | None]] = []
         out: list[float] = []
         for index, (key, amount, ttl) in enumerate(ops):
-            current = values.get(key)
-            if current is None:
-                entry = self._live(key)
-                if entry is None:
-                    current = (0.0, now + ttl if ttl is not None else math.inf)
-                else:
-                    raw, expires = entry
+            entry = values.get(key)
+            saved.append((key, entry))
+            if entry is None or entry[1] <= now:
+                value, expires = 0.0 + amount, (now + ttl if ttl is not None else math.inf)
+            else:
+                current, expires = entry
+                if isinstance(current, bytes):
                     try:
-                        current = (float(raw.decode() or 0) if isinstance(raw, bytes) else raw, expires)
+                        current = float(current.decode() or 0)
                     except ValueError:
+                        self._put_back(saved)
                         raise ValueError(f"the value at {key!r} is not a number") from None
-            value = current[0] + amount
+                value = current + amount
+            values[key] = (value, expires)
             out.append(value)
             if ceilings is not None and value > ceilings[index]:
+                self._put_back(saved)
                 return CountersResult(index, tuple(out))
-            values[key] = (value, current[1])
-        self._values.update(values)
         return CountersResult(-1, tuple(out))
+
+    def _put_back(self, saved: list[tuple[str, tuple[bytes | float, float] | None]]) -> None:
+        """Restore the counters an incr_many changed (last first)."""
+        values = self._values
+        for key, entry in reversed(saved):
+            if entry is None:
+                values.pop(key, None)
+            else:
+                values[key] = entry
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         out: list[bytes | None] = []

@@ -79,6 +79,7 @@ from swarmgate import (
 from swarmgate.alerts import BUDGET_THRESHOLD
 from swarmgate.errors import ConfigError
 from swarmgate.logs import get_logger
+from swarmgate.state import BatchOps, CounterOp, batch_ops
 from swarmgate_budget.errors import BudgetExhaustedError, ProviderBudgetExhaustedError
 from swarmgate_budget.periods import KINDS, Period, PeriodKind, iso, period_of
 from swarmgate_budget.settings import (
@@ -183,11 +184,13 @@ class _Counter:
     #: The spend at which the next alert threshold is crossed (-inf: to be
     #: computed), so that settling checks one number, not every threshold.
     next_mark: float = -math.inf
+    #: The most the committed counter may reach: the limit and its float slack.
+    ceiling: float = math.inf
 
     @classmethod
     def of(cls, budget: Budget, period: Period) -> _Counter:
         committed, spent = budget.keys(period)
-        return cls(budget, period, committed, spent)
+        return cls(budget, period, committed, spent, ceiling=budget.limit + _slack(budget.limit))
 
     @property
     def marker(self) -> str:
@@ -218,6 +221,8 @@ class _Hold:
     caller: str | None
     open: list[_Reservation] = attrs.field(factory=list)
     seen: int = 0
+    #: Worst-case cost by target, estimated once per request.
+    costs: dict[Target, float] = attrs.field(factory=dict)
 
     def take(self, provider: str, model: str) -> _Reservation | None:
         """Remove and return the oldest open reservation for this target."""
@@ -280,6 +285,9 @@ class BudgetPlugin:
         # The counters an attempt at a provider for a caller's budgets reserves on,
         # by (provider, id(caller budgets)); the caller budgets tuple is kept to check the id.
         self._plans: dict[tuple[str, int], tuple[tuple[Budget, ...], tuple[_Counter, ...]]] = {}
+        # Each provider's own budget counters this period (for filter_targets).
+        self._provider_counters: dict[str, tuple[_Counter, ...]] = {}
+        self._batch: BatchOps | None = None
         #: Whether reservations and settlements run shielded from cancellation (see plugin_setup).
         self.shielded = True
         self._fired: set[str] = set()  # alert keys known to be raised this period
@@ -337,6 +345,7 @@ class BudgetPlugin:
         # a checkpoint, so no cancellation can land between two calls, and a
         # shield would only cost every request a cancel scope.
         self.shielded = not isinstance(manager.state, MemoryStateStore)
+        self._batch = batch_ops(manager.state)
         manager.extensions["budget"] = BudgetService(self)
 
     @hookimpl
@@ -347,6 +356,7 @@ class BudgetPlugin:
             return
         self._providers.pop(name, None)
         self._plans.clear()
+        self._provider_counters.clear()
         if new is None or new.budget is None:
             return
         try:
@@ -371,6 +381,12 @@ class BudgetPlugin:
         assert self.manager is not None
         return self.manager.state
 
+    @property
+    def _ops(self) -> BatchOps:
+        if self._batch is None:
+            self._batch = batch_ops(self._store)
+        return self._batch
+
     def _current(self, now: float) -> dict[PeriodKind, Period]:
         """The current day and month; on a rollover, forget the last period's
         per-process bookkeeping."""
@@ -383,6 +399,7 @@ class BudgetPlugin:
         labels = {p.label for p in periods.values()}
         self._counters = {key: c for key, c in self._counters.items() if c.period.label in labels}
         self._plans.clear()
+        self._provider_counters.clear()
         self._fired.clear()
         self._seen_callers.clear()
         return periods
@@ -395,6 +412,7 @@ class BudgetPlugin:
         elif counter.budget != budget:
             counter.budget = budget  # the caller's limit changed (a policy update)
             counter.next_mark = -math.inf
+            counter.ceiling = budget.limit + _slack(budget.limit)
         return counter
 
     def _plan(self, provider: str, caller: str | None, now: float) -> tuple[_Counter, ...]:
@@ -543,27 +561,39 @@ class BudgetPlugin:
         providers = self._providers
         if not providers or not self._route_around:
             return None
-        manager = context.manager
-        store = self._store
         now = self._clock()
-        periods = self._current(now)
-        ruled: list[tuple[Target, str]] | None = None
-        committed: dict[str, float] = {}
+        start, end = self._window
+        if not start <= now < end:
+            self._current(now)
+        hold = self._hold(request, context)
+        # The candidates with provider budgets, their worst cases, and every
+        # counter to read, read in one StateStore call.
+        checks: list[tuple[Target, float, tuple[_Counter, ...]]] = []
+        keys: list[str] = []
         for target in candidates:
-            budgets = providers.get(target.provider)
-            if not budgets:
-                continue
-            amount = manager.estimate_cost(target, request)
-            for budget in budgets:
-                counter = self._counter(budget, periods[budget.period])
+            counters = self._provider_counters.get(target.provider)
+            if counters is None:
+                budgets = providers.get(target.provider)
+                if not budgets:
+                    continue
+                counters = self._provider_counters[target.provider] = tuple(
+                    self._counter(budget, self._periods[budget.period]) for budget in budgets
+                )
+            for counter in counters:
                 if not counter.ready:
                     await self._ensure_seeded(counter)
-                value = committed.get(counter.committed)
-                if value is None:
-                    value = committed[counter.committed] = _number(
-                        await store.get(counter.committed), counter.committed
-                    )
-                if value + amount > budget.limit + _slack(budget.limit):
+                if counter.committed not in keys:
+                    keys.append(counter.committed)
+            checks.append((target, self._cost(hold, target, request, context), counters))
+        if not checks:
+            return None
+        committed = dict(zip(keys, await self._ops.get_many(keys), strict=True))
+        ruled: list[tuple[Target, str]] | None = None
+        for target, amount, counters in checks:
+            for counter in counters:
+                value = _number(committed[counter.committed], counter.committed)
+                budget = counter.budget
+                if value + amount > counter.ceiling:
                     left = max(budget.limit - value, 0.0)
                     reason = (
                         f"{budget.describe()} has {money(left)} of {money(budget.limit)} left, "
@@ -577,20 +607,33 @@ class BudgetPlugin:
             return None
         return ruled
 
+    @staticmethod
+    def _hold(request: CompletionRequest, context: RequestContext) -> _Hold:
+        hold: _Hold | None = context.state.get(STATE_KEY)
+        if hold is None:
+            hold = context.state[STATE_KEY] = _Hold(request.caller)
+        return hold
+
+    @staticmethod
+    def _cost(hold: _Hold, target: Target, request: CompletionRequest, context: RequestContext) -> float:
+        """The worst-case cost of ``request`` at ``target`` (``manager.estimate_cost``), once per request."""
+        amount = hold.costs.get(target)
+        if amount is None:
+            amount = hold.costs[target] = context.manager.estimate_cost(target, request)
+        return amount
+
     @hookimpl
     async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
         """Settle the request's finished attempts, then reserve this
         attempt's worst case against every applicable budget, or refuse it."""
-        hold: _Hold | None = context.state.get(STATE_KEY)
-        if hold is None:
-            hold = context.state[STATE_KEY] = _Hold(request.caller)
-        elif hold.seen < len(context.attempts):
+        hold = self._hold(request, context)
+        if hold.seen < len(context.attempts):
             await self._settle(hold, context.attempts, final=False)
         now = self._clock()
         counters = self._plan(target.provider, request.caller, now)
         if not counters:
             return
-        amount = context.manager.estimate_cost(target, request)
+        amount = self._cost(hold, target, request, context)
         for counter in counters:
             if not counter.ready:
                 await self._ensure_seeded(counter)
@@ -605,21 +648,15 @@ class BudgetPlugin:
     async def _reserve(
         self, hold: _Hold, target: Target, counters: tuple[_Counter, ...], amount: float, now: float
     ) -> tuple[_Counter, float] | None:
-        """Reserve ``amount`` on every counter, or on none: the counter that
-        cannot take it, with what was committed on it before, else ``None``."""
-        store = self._store
-        taken: list[_Counter] = []
-        try:
-            for counter in counters:
-                total = await store.incr(counter.committed, amount, counter.ttl(now))
-                taken.append(counter)
-                limit = counter.budget.limit
-                if total > limit + _slack(limit):
-                    await self._release(taken, amount)
-                    return counter, total - amount
-        except BaseException:
-            await self._release(taken, amount)
-            raise
+        """Reserve ``amount`` on every counter, or on none, in one StateStore
+        call: the counter that cannot take it, with what was committed on it
+        before, else ``None``."""
+        result = await self._ops.incr_many(
+            [(counter.committed, amount, counter.ttl(now)) for counter in counters],
+            [counter.ceiling for counter in counters],
+        )
+        if result.refused >= 0:
+            return counters[result.refused], result.values[result.refused] - amount
         hold.open.append(_Reservation(target.provider, target.model, amount, counters))
         return None
 
@@ -637,16 +674,6 @@ class BudgetPlugin:
         hold: _Hold | None = context.state.get(STATE_KEY)
         if hold is not None:
             await self._settle(hold, context.attempts, final=True)
-
-    async def _release(self, counters: Sequence[_Counter], amount: float) -> None:
-        """Give back ``amount`` reserved on each of ``counters`` (best effort
-        when the StateStore fails)."""
-        store = self._store
-        for counter in counters:
-            try:
-                await store.incr(counter.committed, -amount)
-            except Exception as exc:  # noqa: BLE001 - the original failure is what the caller sees
-                log.error("budget_release_failed", key=counter.committed, error=f"{type(exc).__name__}: {exc}")
 
     async def _refusal(
         self, counter: _Counter, committed: float, amount: float, target: Target, now: float
@@ -701,39 +728,46 @@ class BudgetPlugin:
             await self._settle_now(hold, attempts, final=final)
 
     async def _settle_now(self, hold: _Hold, attempts: Sequence[Attempt], *, final: bool) -> None:
+        settlements: list[tuple[Sequence[_Counter], float, float]] = []
         while hold.seen < len(attempts):
             attempt = attempts[hold.seen]
             hold.seen += 1
             reservation = hold.take(attempt.provider, attempt.model)
             if reservation is not None:
-                await self._apply(reservation.counters, reservation.amount, attempt.cost)
-            elif attempt.cost:
-                await self._charge(attempt, hold.caller)
+                settlements.append((reservation.counters, reservation.amount, attempt.cost))
+            elif attempt.cost:  # an attempt nothing was reserved for
+                counters = self._plan(attempt.provider, hold.caller, self._clock())
+                if counters:
+                    settlements.append((counters, 0.0, attempt.cost))
         if final:
             while hold.open:
                 reservation = hold.open.pop(0)
-                await self._apply(reservation.counters, reservation.amount, 0.0)
+                settlements.append((reservation.counters, reservation.amount, 0.0))
+        if settlements:
+            await self._apply(settlements)
 
-    async def _charge(self, attempt: Attempt, caller: str | None) -> None:
-        """Count the cost of an attempt nothing was reserved for."""
-        counters = self._plan(attempt.provider, caller, self._clock())
-        if counters:
-            await self._apply(counters, 0.0, attempt.cost)
-
-    async def _apply(self, counters: Sequence[_Counter], reserved: float, cost: float) -> None:
-        """Turn ``reserved`` into ``cost`` on each counter; raise the
-        thresholds the spend crossed."""
-        store = self._store
+    async def _apply(self, settlements: Sequence[tuple[Sequence[_Counter], float, float]]) -> None:
+        """Turn each ``reserved`` into ``cost`` on each of its counters, in
+        one StateStore call; raise the thresholds the spend crossed."""
         now = self._clock()
-        delta = cost - reserved
-        for counter in counters:
-            ttl = counter.ttl(now)
-            if delta:
-                await store.incr(counter.committed, delta, ttl)
-            if cost:
-                spent = await store.incr(counter.spent, cost, ttl)
-                if spent + _slack(counter.budget.limit) >= counter.next_mark:
-                    await self._crossed(counter, spent - cost, spent, now)
+        ops: list[CounterOp] = []
+        spent: list[tuple[_Counter, float, int]] = []  # (counter, cost, index of its spent counter's op)
+        for counters, reserved, cost in settlements:
+            delta = cost - reserved
+            for counter in counters:
+                ttl = counter.ttl(now)
+                if delta:
+                    ops.append((counter.committed, delta, ttl))
+                if cost:
+                    spent.append((counter, cost, len(ops)))
+                    ops.append((counter.spent, cost, ttl))
+        if not ops:
+            return
+        values = (await self._ops.incr_many(ops, None)).values
+        for counter, cost, index in spent:
+            after = values[index]
+            if after + _slack(counter.budget.limit) >= counter.next_mark:
+                await self._crossed(counter, after - cost, after, now)
 
     async def _crossed(self, counter: _Counter, before: float, after: float, now: float) -> None:
         """Raise the thresholds the spend crossed from ``before`` to ``after``

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -76,7 +76,7 @@ from swarmgate import (
     parse_section,
 )
 from swarmgate.logs import get_logger
-from swarmgate.state import BucketResult
+from swarmgate.state import BatchOps, BucketOp, BucketsResult, batch_ops
 from swarmgate_ratelimit.buckets import (
     GLOBAL_SCOPE,
     Bucket,
@@ -98,6 +98,8 @@ MAX_TRACKED = 10_000
 PROVIDER_HOOKS = "ratelimit.providers"
 #: Shortest sleep while waiting for a bucket (a wait of a few nanoseconds would spin).
 MIN_SLEEP = 0.001
+#: Buckets per StateStore call in :meth:`RateLimitService.refresh`.
+REFRESH_BATCH = 500
 
 
 @attrs.define(slots=True)
@@ -114,6 +116,26 @@ class _Request:
     prompt_tokens: int | None = None
     #: The shortest wait among this request's provider refusals.
     shortest: float = math.inf
+
+
+@attrs.frozen
+class _Plan:
+    """What a request takes before routing: ``buckets`` in order (request
+    buckets, caller's then gateway's, then token buckets likewise), the
+    request buckets' operations prebuilt, and the token buckets."""
+
+    buckets: tuple[Bucket, ...]
+    request_ops: tuple[BucketOp, ...]
+    tokens: tuple[Bucket, ...]
+
+    @classmethod
+    def of(cls, buckets: tuple[Bucket, ...]) -> _Plan:
+        """The plan of ``buckets`` (request buckets first)."""
+        return cls(
+            buckets,
+            tuple((bucket, 1.0, "take") for bucket in buckets if bucket.unit == "requests"),
+            tuple(bucket for bucket in buckets if bucket.unit == "tokens"),
+        )
 
 
 @attrs.define
@@ -208,7 +230,9 @@ class RateLimitService:
 class ProviderHooks:
     """The provider-limit hooks, registered by :class:`RateLimitPlugin` (as
     ``ratelimit.providers``) only while some provider has a ``rateLimit``,
-    so that without provider limits routing and attempts pay nothing."""
+    so that without provider limits routing and attempts pay nothing. They
+    hold the implementation (one coroutine per hook call, not two); the
+    plugin's methods of the same names call them."""
 
     def __init__(self, plugin: RateLimitPlugin) -> None:
         self._plugin = plugin
@@ -218,12 +242,68 @@ class ProviderHooks:
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
     ) -> list[tuple[Target, str]] | None:
         """See :meth:`RateLimitPlugin.filter_targets`."""
-        return await self._plugin.filter_targets(request, candidates, context)
+        plugin = self._plugin
+        ruled, soonest = plugin.rule_out(request, candidates, context)
+        if ruled is None or len(ruled) < len(candidates):
+            return ruled
+        if plugin._max_wait > 0:
+            state = plugin._state(context)
+            clock = anyio.current_time()
+            if state.wait_until is None:
+                state.wait_until = min(clock + plugin._max_wait, context.deadline)
+            if clock + soonest <= state.wait_until:
+                plugin.counters.waited += 1
+                await anyio.sleep(max(soonest, MIN_SLEEP))
+        return None
 
     @hookimpl
     async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
         """See :meth:`RateLimitPlugin.before_attempt`."""
-        await self._plugin.before_attempt(request, target, context)
+        plugin = self._plugin
+        limits = plugin._providers.get(target.provider)
+        if limits is None:
+            return
+        state = plugin._state(context)
+        requests, tokens = limits.requests, limits.tokens
+        amount = 0.0
+        ops: list[BucketOp] = []
+        if requests is not None:
+            ops.append((requests, 1.0, "take"))
+        if tokens is not None:
+            amount = plugin._reservation(request, state, target)
+            ops.append((tokens, amount, "reserve"))
+        result = await plugin._apply(ops)
+        if result.refused >= 0:
+            bucket = ops[result.refused][0]
+            assert isinstance(bucket, Bucket)
+            plugin._refused(bucket)
+            plugin.counters.provider_refused += 1
+            message = plugin._message(bucket, amount if bucket.unit == "tokens" else 1.0, result.retry_after)
+            if state.shortest < result.retry_after:
+                message += f" (another provider of this request in {seconds(state.shortest)})"
+            state.shortest = min(state.shortest, result.retry_after)
+            raise ProviderRateLimitExceededError(
+                message,
+                scope=bucket.scope,
+                unit=bucket.unit,
+                retry_after=state.shortest,
+                provider=target.provider,
+                model=target.model,
+            )
+        state.admitted.append((target.provider, requests is not None, amount))
+
+
+class _ProviderHooksNoWait(ProviderHooks):
+    """:class:`ProviderHooks` when ``maxWait`` is 0: ``filter_targets``
+    never waits, so it is a plain function (no coroutine per request)."""
+
+    @hookimpl
+    def filter_targets(  # type: ignore[override]
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> list[tuple[Target, str]] | None:
+        """See :meth:`RateLimitPlugin.filter_targets`."""
+        ruled, _soonest = self._plugin.rule_out(request, candidates, context)
+        return ruled if ruled is None or len(ruled) < len(candidates) else None
 
 
 class RateLimitPlugin:
@@ -245,8 +325,10 @@ class RateLimitPlugin:
         self._providers: dict[str, Limits] = {}
         self._max_wait = 0.0
         self._provider_hooks: ProviderHooks | None = None
-        # caller -> (the policy it was built from, its limits); bounded.
-        self._callers: dict[str, tuple[CallerPolicy | None, Limits | None]] = {}
+        # caller -> (the policy it was built from, its limits, its plan); bounded.
+        self._callers: dict[str, tuple[CallerPolicy | None, Limits | None, _Plan]] = {}
+        self._global_ops = _Plan.of(())
+        self._batch: BatchOps | None = None
         # bucket key -> (level, clock time) as last observed; bounded.
         self._levels: dict[str, tuple[float, float]] = {}
 
@@ -296,6 +378,8 @@ class RateLimitPlugin:
         self._global = Limits.of(GLOBAL_SCOPE, settings.global_limits)
         glob = self._global
         self._global_plan = () if glob is None else tuple(b for b in (glob.requests, glob.tokens) if b is not None)
+        self._global_ops = _Plan.of(self._global_plan)
+        self._batch = batch_ops(manager.state)
         self._named = {caller: Limits.of(caller_scope(caller), limits) for caller, limits in settings.callers.items()}
         self._per_caller = settings.per_caller if settings.per_caller and not settings.per_caller.empty else None
         self._providers = providers
@@ -308,7 +392,7 @@ class RateLimitPlugin:
         assert self.manager is not None
         plugins = self.manager.plugins
         if self._providers and self._provider_hooks is None:
-            self._provider_hooks = ProviderHooks(self)
+            self._provider_hooks = ProviderHooks(self) if self._max_wait > 0 else _ProviderHooksNoWait(self)
             plugins.register(self._provider_hooks, PROVIDER_HOOKS)
         elif not self._providers and self._provider_hooks is not None:
             plugins.discard(self._provider_hooks)
@@ -355,7 +439,7 @@ class RateLimitPlugin:
             if limits is not None:
                 out.append(limits)
                 seen.add(limits.scope)
-        for _policy, limits in self._callers.values():
+        for _policy, limits, _plan in self._callers.values():
             if limits is not None and limits.scope not in seen:
                 out.append(limits)
         return out
@@ -370,75 +454,42 @@ class RateLimitPlugin:
         level, stamp = seen
         return min(bucket.capacity, level + (now - stamp) * bucket.rate)
 
-    async def _take(self, bucket: Bucket, amount: float) -> BucketResult:
-        """``take_tokens`` on ``bucket`` (a negative amount gives back), noting the level."""
-        result = await self._store.take_tokens(bucket.key, rate=bucket.rate, capacity=bucket.capacity, tokens=amount)
-        _remember(self._levels, bucket.key, (min(result.remaining, bucket.capacity), self.now()))
+    @property
+    def _ops(self) -> BatchOps:
+        if self._batch is None:
+            self._batch = batch_ops(self._store)
+        return self._batch
+
+    def _note(self, ops: Sequence[BucketOp], levels: Sequence[float]) -> None:
+        """Note the levels a batch reported for its buckets (this process's
+        view). A bucket keeps its place in the table when noted again: past
+        :data:`MAX_TRACKED` the first noted go first (a busy bucket that
+        goes is noted again by its next request)."""
+        now = self.now()
+        table = self._levels
+        for (bucket, _tokens, _mode), level in zip(ops, levels, strict=False):
+            capacity = bucket.capacity
+            table[bucket.key] = (level if level < capacity else capacity, now)
+        if len(table) > MAX_TRACKED:
+            while len(table) > MAX_TRACKED:
+                del table[next(iter(table))]
+
+    async def _apply(self, ops: Sequence[BucketOp]) -> BucketsResult:
+        """One ``take_many`` (see :data:`swarmgate.state.TakeMode`), noting the levels."""
+        result = await self._ops.take_many(ops)
+        self._note(ops, result.levels)
         return result
-
-    async def _reserve(self, bucket: Bucket, amount: float) -> BucketResult:
-        """Take ``amount`` tokens plus the bucket's debt, at most the whole
-        bucket; what exceeds the capacity is owed. A refused take owes as before."""
-        debt = await self._claim_debt(bucket)
-        want = amount + debt
-        take = min(want, bucket.capacity)
-        result = await self._take(bucket, take)
-        if not result.allowed:
-            if debt > 0:
-                await self._owe(bucket, debt)
-        elif want > take:
-            await self._owe(bucket, want - take)
-        return result
-
-    async def _claim_debt(self, bucket: Bucket) -> float:
-        """Claim the bucket's whole debt for this request to pay (atomically
-        against other claimers: an over-claim is put back)."""
-        store = self._store
-        raw = await store.get(bucket.debt_key)
-        if raw is None:
-            return 0.0
-        try:
-            owed = float(raw)
-        except ValueError:
-            return 0.0
-        if owed <= 0:
-            return 0.0
-        left = await store.incr(bucket.debt_key, -owed)
-        if left < 0:  # someone claimed part of it meanwhile: put back what is not ours
-            await store.incr(bucket.debt_key, -left)
-            owed += left
-        return max(owed, 0.0)
-
-    async def _owe(self, bucket: Bucket, amount: float) -> None:
-        """Record ``amount`` tokens of debt; it is forgiven once the bucket
-        would have refilled completely after it."""
-        ttl = (bucket.capacity + amount) / bucket.rate
-        await self._store.incr(bucket.debt_key, amount, ttl=ttl)
-
-    async def _charge(self, bucket: Bucket, amount: float) -> None:
-        """Take ``amount`` tokens used beyond a reservation: all of them if
-        the bucket holds them, else what it holds, owing the rest."""
-        result = await self._take(bucket, amount)
-        if result.allowed:
-            return
-        drained = 0.0
-        if result.remaining > 0 and (await self._take(bucket, result.remaining)).allowed:
-            drained = result.remaining
-        await self._owe(bucket, amount - drained)
-
-    async def _settle(self, bucket: Bucket, reserved: float, used: float) -> None:
-        """Square a token reservation with the tokens really used."""
-        if used < reserved:
-            await self._take(bucket, used - reserved)
-        elif used > reserved:
-            await self._charge(bucket, used - reserved)
 
     async def refresh(self) -> None:
-        """Note the exact level of every known bucket (a take of nothing)."""
-        for limits in self.known_limits():
-            for bucket in (limits.requests, limits.tokens):
-                if bucket is not None:
-                    await self._take(bucket, 0.0)
+        """Note the exact level of every known bucket (a take of nothing, in batches)."""
+        ops: list[BucketOp] = [
+            (bucket, 0.0, "take")
+            for limits in self.known_limits()
+            for bucket in (limits.requests, limits.tokens)
+            if bucket is not None
+        ]
+        for start in range(0, len(ops), REFRESH_BATCH):
+            await self._apply(ops[start : start + REFRESH_BATCH])
 
     def _refused(self, bucket: Bucket) -> None:
         self.limited[bucket.key] = self.limited.get(bucket.key, 0) + 1
@@ -476,13 +527,17 @@ class RateLimitPlugin:
     def caller_limits(self, caller: str) -> Limits | None:
         """The limits of ``caller``: its caller policy's when that sets a
         rate, else ``callers.<caller>``, else ``perCaller`` (``None``: unlimited)."""
+        return self._caller(caller)[1]
+
+    def _caller(self, caller: str) -> tuple[CallerPolicy | None, Limits | None, _Plan]:
+        """``caller``'s limits and plan, cached until its policy changes."""
         assert self.manager is not None
         policy = self.manager.caller_policy(caller)
         requests, tokens = _rate(policy.requests_per_minute), _rate(policy.tokens_per_minute)
         policy_key = None if requests is None and tokens is None else policy
         cached = self._callers.get(caller)
         if cached is not None and cached[0] == policy_key:
-            return cached[1]
+            return cached
         scope = caller_scope(caller)
         limits: Limits | None
         if policy_key is not None:
@@ -494,8 +549,9 @@ class RateLimitPlugin:
             limits = Limits.of(scope, self._per_caller)
         else:
             limits = None
-        _remember(self._callers, caller, (policy_key, limits))
-        return limits
+        entry = (policy_key, limits, self._global_ops if limits is None else _Plan.of(self._plan(limits)))
+        _remember(self._callers, caller, entry)
+        return entry
 
     def _plan(self, caller: Limits | None) -> tuple[Bucket, ...]:
         """The buckets a request of a caller with these limits takes from,
@@ -507,87 +563,99 @@ class RateLimitPlugin:
         tokens = [limits.tokens for limits in scopes if limits is not None and limits.tokens is not None]
         return (*requests, *tokens)
 
-    async def _acquire(
-        self, bucket: Bucket, amount: float, request: CompletionRequest, context: RequestContext
-    ) -> None:
-        """Take ``amount`` from ``bucket`` (tokens: reserve), waiting for it
-        to refill while the request's ``maxWait`` allows; else refuse."""
-        while True:
-            if bucket.unit == "tokens":
-                result = await self._reserve(bucket, amount)
-            else:
-                result = await self._take(bucket, amount)
-            if result.allowed:
-                return
-            if self._max_wait > 0:
-                state = self._state(context)
-                now = anyio.current_time()
-                if state.wait_until is None:
-                    state.wait_until = min(now + self._max_wait, context.deadline)
-                if now + result.retry_after <= state.wait_until:
-                    self.counters.waited += 1
-                    await anyio.sleep(max(result.retry_after, MIN_SLEEP))
-                    continue
-            self._refused(bucket)
-            self.counters.limited += 1
-            raise RateLimitExceededError(
-                self._message(bucket, amount, result.retry_after),
-                scope=bucket.scope,
-                unit=bucket.unit,
-                retry_after=result.retry_after,
-            )
-
     @hookimpl
     async def before_request(self, request: CompletionRequest, context: RequestContext) -> None:
         """Take a request from the caller's and the gateway's request
         buckets and reserve the request's worst-case tokens in their token
         buckets, in that order (the most specific first, so a caller over
-        its own limit does not drain the gateway's). Raises
-        RateLimitExceededError (after waiting up to ``maxWait``); what was
-        taken before a refusal or a cancellation is given back."""
-        plan = self._global_plan if request.caller is None else self._plan(self.caller_limits(request.caller))
-        if not plan:
+        its own limit does not drain the gateway's), all or nothing in one
+        StateStore call. Raises RateLimitExceededError naming the first
+        bucket that is short, after waiting up to ``maxWait`` for it to
+        refill (the batch is then tried again whole)."""
+        plan = self._global_ops if request.caller is None else self._caller(request.caller)[2]
+        if not plan.buckets:
             return None
-        taken: list[tuple[Bucket, float]] = []
         state: _Request | None = None
-        try:
-            for bucket in plan:
-                if bucket.unit == "tokens":
-                    if state is None:
-                        state = self._state(context)
-                    amount = self._reservation(request, state)
-                else:
-                    amount = 1.0
-                await self._acquire(bucket, amount, request, context)
-                taken.append((bucket, amount))
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                for bucket, amount in taken:
-                    await self._take(bucket, -amount)
-            raise
+        ops: Sequence[BucketOp]
+        amount = 0.0
+        if plan.tokens:
+            state = self._state(context)
+            amount = self._reservation(request, state)
+            ops = [*plan.request_ops, *[(bucket, amount, "reserve") for bucket in plan.tokens]]
+        else:
+            ops = plan.request_ops
+        while True:
+            result = await self._apply(ops)
+            if result.refused < 0:
+                break
+            if self._max_wait > 0:
+                waiting = self._state(context)
+                now = anyio.current_time()
+                if waiting.wait_until is None:
+                    waiting.wait_until = min(now + self._max_wait, context.deadline)
+                if now + result.retry_after <= waiting.wait_until:
+                    self.counters.waited += 1
+                    await anyio.sleep(max(result.retry_after, MIN_SLEEP))
+                    continue
+            bucket = plan.buckets[result.refused]
+            self._refused(bucket)
+            self.counters.limited += 1
+            raise RateLimitExceededError(
+                self._message(bucket, amount if bucket.unit == "tokens" else 1.0, result.retry_after),
+                scope=bucket.scope,
+                unit=bucket.unit,
+                retry_after=result.retry_after,
+            )
         if state is not None:
-            state.reserved.extend((bucket, amount) for bucket, amount in taken if bucket.unit == "tokens")
+            state.reserved.extend((bucket, amount) for bucket in plan.tokens)
         self.counters.admitted += 1
         return None
 
-    def _wait_for(
-        self, limits: Limits, request: CompletionRequest, target: Target, context: RequestContext, now: float
-    ) -> float:
-        """Seconds until ``target``'s provider buckets (as last seen) hold
-        this request; 0 when they do now."""
-        wait = 0.0
-        bucket = limits.requests
-        if bucket is not None:
-            level = self.available(bucket, now)
-            if level < 1.0:
-                wait = (1.0 - level) / bucket.rate
-        bucket = limits.tokens
-        if bucket is not None and bucket.key in self._levels:
-            need = min(self._reservation(request, self._state(context), target), bucket.capacity)
-            level = self.available(bucket, now)
-            if level < need:
-                wait = max(wait, (need - level) / bucket.rate)
-        return wait
+    def rule_out(
+        self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
+    ) -> tuple[list[tuple[Target, str]] | None, float]:
+        """The targets whose provider's buckets, as this process last saw
+        them, cannot hold this request now, each with its reason, and the
+        shortest of their waits (no StateStore call). Counts them as ruled
+        out unless they are every candidate."""
+        providers = self._providers
+        if not providers:
+            return None, math.inf
+        levels = self._levels
+        now: float | None = None
+        ruled: list[tuple[Target, str]] | None = None
+        soonest = math.inf
+        for target in candidates:
+            limits = providers.get(target.provider)
+            if limits is None:
+                continue
+            wait = 0.0
+            bucket = limits.requests
+            if bucket is not None:
+                seen = levels.get(bucket.key)
+                if seen is not None and seen[0] < 1.0:  # refills only add: at 1 or more it holds one request
+                    now = self.now() if now is None else now
+                    level = min(bucket.capacity, seen[0] + (now - seen[1]) * bucket.rate)
+                    if level < 1.0:
+                        wait = (1.0 - level) / bucket.rate
+            bucket = limits.tokens
+            if bucket is not None:
+                seen = levels.get(bucket.key)
+                if seen is not None:
+                    need = min(self._reservation(request, self._state(context), target), bucket.capacity)
+                    if seen[0] < need:
+                        now = self.now() if now is None else now
+                        level = min(bucket.capacity, seen[0] + (now - seen[1]) * bucket.rate)
+                        if level < need:
+                            wait = max(wait, (need - level) / bucket.rate)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                if ruled is None:
+                    ruled = []
+                ruled.append((target, f"rate limit '{limits.scope}' reached; room again in {seconds(wait)}"))
+        if ruled is not None and len(ruled) < len(candidates):
+            self.counters.ruled_out += len(ruled)
+        return ruled, soonest
 
     async def filter_targets(
         self, request: CompletionRequest, candidates: Sequence[Target], context: RequestContext
@@ -597,90 +665,17 @@ class RateLimitPlugin:
         that is every candidate, wait for the first to refill if ``maxWait``
         allows, and rule out none: ``before_attempt`` then decides with the
         real buckets, and a request refused everywhere gets a rate-limit
-        error with the shortest wait."""
-        providers = self._providers
-        if not providers:
-            return None
-        now = self.now()
-        ruled: list[tuple[Target, str]] | None = None
-        soonest = math.inf
-        for target in candidates:
-            limits = providers.get(target.provider)
-            if limits is None:
-                continue
-            wait = self._wait_for(limits, request, target, context, now)
-            if wait > 0:
-                soonest = min(soonest, wait)
-                if ruled is None:
-                    ruled = []
-                ruled.append((target, f"rate limit '{limits.scope}' reached; room again in {seconds(wait)}"))
-        if ruled is None:
-            return None
-        if len(ruled) < len(candidates):
-            self.counters.ruled_out += len(ruled)
-            return ruled
-        if self._max_wait > 0:
-            state = self._state(context)
-            clock = anyio.current_time()
-            if state.wait_until is None:
-                state.wait_until = min(clock + self._max_wait, context.deadline)
-            if clock + soonest <= state.wait_until:
-                self.counters.waited += 1
-                await anyio.sleep(max(soonest, MIN_SLEEP))
-        return None
+        error with the shortest wait. (The hook is :class:`ProviderHooks`'.)"""
+        return await ProviderHooks(self).filter_targets(request, candidates, context)
 
     async def before_attempt(self, request: CompletionRequest, target: Target, context: RequestContext) -> None:
         """Take a request from the target provider's request bucket and
         reserve the request's worst-case tokens (at this model) in its token
-        bucket. A short bucket raises ProviderRateLimitExceededError
-        (``failover``: the next target is tried); its ``retry_after`` is the
-        shortest wait among this request's provider refusals so far."""
-        limits = self._providers.get(target.provider)
-        if limits is None:
-            return
-        state = self._state(context)
-        took = False
-        reserved = 0.0
-        refusal: tuple[Bucket, float, BucketResult] | None = None
-        requests, tokens = limits.requests, limits.tokens
-        if requests is not None:
-            result = await self._take(requests, 1.0)
-            if result.allowed:
-                took = True
-            else:
-                refusal = (requests, 1.0, result)
-        if refusal is None and tokens is not None:
-            amount = self._reservation(request, state, target)
-            try:
-                result = await self._reserve(tokens, amount)
-            except BaseException:
-                if requests is not None and took:
-                    with anyio.CancelScope(shield=True):
-                        await self._take(requests, -1.0)
-                raise
-            if result.allowed:
-                reserved = amount
-            else:
-                refusal = (tokens, amount, result)
-                if requests is not None and took:
-                    await self._take(requests, -1.0)
-        if refusal is not None:
-            bucket, amount, result = refusal
-            self._refused(bucket)
-            self.counters.provider_refused += 1
-            message = self._message(bucket, amount, result.retry_after)
-            if state.shortest < result.retry_after:
-                message += f" (another provider of this request in {seconds(state.shortest)})"
-            state.shortest = min(state.shortest, result.retry_after)
-            raise ProviderRateLimitExceededError(
-                message,
-                scope=bucket.scope,
-                unit=bucket.unit,
-                retry_after=state.shortest,
-                provider=target.provider,
-                model=target.model,
-            )
-        state.admitted.append((target.provider, took, reserved))
+        bucket, both or neither, in one StateStore call. A short bucket
+        raises ProviderRateLimitExceededError (``failover``: the next
+        target is tried); its ``retry_after`` is the shortest wait among this
+        request's provider refusals so far. (The hook is :class:`ProviderHooks`'.)"""
+        await ProviderHooks(self).before_attempt(request, target, context)
 
     # -- settlement -------------------------------------------------------------
 
@@ -697,21 +692,43 @@ class RateLimitPlugin:
         await self._settle_request(context)
 
     async def _settle_request(self, context: RequestContext) -> None:
+        """Give back unused reservations and charge usage beyond them, for
+        every bucket of the request, in one StateStore call."""
         state: _Request | None = context.state.pop(STATE_KEY, None)
         if state is None or not (state.reserved or state.admitted):
             return
         attempts = [a for a in context.attempts if not a.refused]
+        ops: list[BucketOp] = []
         if state.reserved:
-            used = float(sum(a.tokens.total for a in attempts))
+            used = 0.0
+            for attempt in attempts:
+                used += attempt.tokens.total
             for bucket, amount in state.reserved:
-                await self._settle(bucket, amount, used)
+                _settle(ops, bucket, amount, used)
         if state.admitted:
-            await self._settle_providers(state.admitted, attempts)
+            self._settle_providers(ops, state.admitted, attempts)
+        if ops:
+            await self._apply(ops)
 
-    async def _settle_providers(self, admitted: Iterable[tuple[str, bool, float]], attempts: list[Any]) -> None:
+    def _settle_providers(
+        self, ops: list[BucketOp], admitted: Sequence[tuple[str, bool, float]], attempts: list[Any]
+    ) -> None:
         """Per provider: give back the requests taken for attempts that never
         reached it (refused by a later ``before_attempt``) and square the
-        token reservations with the tokens its attempts used."""
+        token reservations with the tokens its attempts used (into ``ops``)."""
+        if len(admitted) == 1:  # the usual case: one admitted attempt
+            provider, took_request, tokens = admitted[0]
+            limits = self._providers.get(provider)
+            if limits is not None:
+                ran = [a for a in attempts if a.provider == provider]
+                if limits.requests is not None and took_request and not ran:
+                    ops.append((limits.requests, -1.0, "take"))
+                if limits.tokens is not None and tokens > 0:
+                    used = 0.0
+                    for attempt in ran:
+                        used += attempt.tokens.total
+                    _settle(ops, limits.tokens, tokens, used)
+            return
         took: dict[str, int] = {}
         reserved: dict[str, float] = {}
         for provider, took_request, tokens in admitted:
@@ -724,6 +741,16 @@ class RateLimitPlugin:
             ran = [a for a in attempts if a.provider == provider]
             unused = took[provider] - len(ran)
             if limits.requests is not None and unused > 0:
-                await self._take(limits.requests, -float(unused))
+                ops.append((limits.requests, -float(unused), "take"))
             if limits.tokens is not None and reserved[provider] > 0:
-                await self._settle(limits.tokens, reserved[provider], float(sum(a.tokens.total for a in ran)))
+                _settle(ops, limits.tokens, reserved[provider], float(sum(a.tokens.total for a in ran)))
+
+
+def _settle(ops: list[BucketOp], bucket: Bucket, reserved: float, used: float) -> None:
+    """The operation squaring a token reservation with the tokens really
+    used: unused tokens go back; tokens beyond it are charged (what the
+    bucket lacks becomes debt)."""
+    if used < reserved:
+        ops.append((bucket, used - reserved, "take"))
+    elif used > reserved:
+        ops.append((bucket, used - reserved, "charge"))
