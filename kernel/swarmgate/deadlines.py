@@ -62,7 +62,7 @@ try:  # Python 3.11's asyncio.current_task() is Python code reading this C dict:
 except ImportError:  # pragma: no cover - other versions and interpreters
     _current_task = current_task
 
-__all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog", "new_watchdog"]
+__all__ = ["AsyncioWatchdog", "TrioWatchdog", "Watchdog", "current_time", "new_watchdog"]
 
 _CANCEL_MESSAGE = "swarmgate: a provider call passed its deadline"
 #: Seconds between checks while a task past its deadline sits in a shielded anyio scope.
@@ -264,6 +264,18 @@ class TrioWatchdog:
 
     def close(self) -> None:
         self._scope = None
+
+
+def current_time() -> float:
+    """``anyio.current_time()`` without its per-call backend lookup: the
+    running asyncio loop's clock, else trio's."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop.time()
+    import trio  # imported already: trio is running
+
+    now: float = trio.current_time()
+    return now
 
 
 def new_watchdog() -> Watchdog:

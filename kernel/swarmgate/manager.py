@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -54,7 +55,7 @@ from swarmgate.config import (
     parse_section,
     validate,
 )
-from swarmgate.deadlines import new_watchdog
+from swarmgate.deadlines import current_time, new_watchdog
 from swarmgate.errors import (
     ConfigError,
     InvalidRequestError,
@@ -1224,8 +1225,11 @@ class ProviderManager:
             primary.sort(key=lambda t: rank.get(t.provider, len(rank)))
         targets = primary + [t for t in fallback if t not in primary]
         handles = self._handles
-        if not all(handles[t.provider].healthy for t in targets if t.provider in handles):
-            targets.sort(key=lambda t: not (t.provider in handles and handles[t.provider].healthy))
+        for t in targets:
+            live = handles.get(t.provider)
+            if live is not None and not live.healthy:
+                targets.sort(key=lambda t: not (t.provider in handles and handles[t.provider].healthy))
+                break
         if not targets:
             raise NoProviderAvailableError(
                 "no provider can take this request: " + "; ".join(dropped or ["no candidate targets"])
@@ -1266,7 +1270,7 @@ class ProviderManager:
         """
         req = build_request(request, fields)
         if stream or req.stream:
-            return self._stream(attrs.evolve(req, stream=True) if not req.stream else req, "raise")
+            return self._stream(req if req.stream else _streamed(req), "raise")
         if not self._initialized or self._closed:
             self._not_ready()
         context = RequestContext(_new_id(), self, time.perf_counter(), deadline=self._deadline(req))
@@ -1435,7 +1439,7 @@ class ProviderManager:
         total = request.timeouts.total if request.timeouts is not None else None
         if total is None:
             total = self.config.routing.timeouts.total or DEFAULT_TOTAL_TIMEOUT_MS
-        return anyio.current_time() + total / 1000.0
+        return current_time() + total / 1000.0
 
     def _call(self, handle: ProviderHandle, target: Target, request: CompletionRequest) -> ProviderCall:
         model = handle.config.models.get(target.model)
@@ -1723,9 +1727,7 @@ class ProviderManager:
         iterator early cancels the upstream call.
         """
         req = build_request(request, fields)
-        if not req.stream:
-            req = attrs.evolve(req, stream=True)
-        return self._stream(req, errors)
+        return self._stream(req if req.stream else _streamed(req), errors)
 
     async def _stream(self, req: CompletionRequest, errors: str) -> AsyncGenerator[StreamEvent, None]:
         if not self._initialized or self._closed:
@@ -2200,6 +2202,21 @@ class ProviderManager:
 
 
 _NO_MODEL = ModelConfig()
+
+_REQUEST_FIELDS = attrs.fields(CompletionRequest)
+_request_values = operator.attrgetter(*(f.name for f in _REQUEST_FIELDS))
+_STREAM_INDEX = [f.name for f in _REQUEST_FIELDS].index("stream")
+_POSITIONAL = all(f.init for f in _REQUEST_FIELDS)
+
+
+def _streamed(request: CompletionRequest) -> CompletionRequest:
+    """``attrs.evolve(request, stream=True)`` at half the cost: the fields read
+    at once and passed by position (evolve's path if a field is not in ``__init__``)."""
+    if not _POSITIONAL:
+        return attrs.evolve(request, stream=True)
+    values = list(_request_values(request))
+    values[_STREAM_INDEX] = True
+    return CompletionRequest(*values)
 
 
 def _scrub_error(error: SwarmgateError) -> None:
