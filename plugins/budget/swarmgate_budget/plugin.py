@@ -200,7 +200,8 @@ class _Counter:
         return f"{self.committed}:alert:{tag}"
 
     def ttl(self, now: float) -> float:
-        return max(self.period.end - now, 0.0) + GRACE
+        left = self.period.end - now
+        return (left if left > 0 else 0.0) + GRACE
 
 
 @attrs.define(eq=False)
@@ -213,16 +214,19 @@ class _Reservation:
     counters: tuple[_Counter, ...]
 
 
-@attrs.define(eq=False)
 class _Hold:
     """A request's reservations (``context.state["budget"]``): those not yet
-    settled, and how many of ``context.attempts`` have been settled."""
+    settled, and how many of ``context.attempts`` have been settled (a
+    plain slotted class: one is made per request)."""
 
-    caller: str | None
-    open: list[_Reservation] = attrs.field(factory=list)
-    seen: int = 0
-    #: Worst-case cost by target, estimated once per request.
-    costs: dict[Target, float] = attrs.field(factory=dict)
+    __slots__ = ("caller", "costs", "open", "seen")
+
+    def __init__(self, caller: str | None) -> None:
+        self.caller = caller
+        self.open: list[_Reservation] = []
+        self.seen = 0
+        #: Worst-case cost by target, estimated once per request.
+        self.costs: dict[Target, float] = {}
 
     def take(self, provider: str, model: str) -> _Reservation | None:
         """Remove and return the oldest open reservation for this target."""
@@ -721,13 +725,20 @@ class BudgetPlugin:
         """Replace the reservations of finished attempts with their actual
         cost; with ``final``, release whatever is left (attempts that never
         reached their provider)."""
+        settlements = self._settlements(hold, attempts, final=final)
+        if not settlements:
+            return
         if self.shielded:
             with anyio.CancelScope(shield=True):  # settle fully even if the caller is going away
-                await self._settle_now(hold, attempts, final=final)
+                await self._apply(settlements)
         else:
-            await self._settle_now(hold, attempts, final=final)
+            await self._apply(settlements)
 
-    async def _settle_now(self, hold: _Hold, attempts: Sequence[Attempt], *, final: bool) -> None:
+    def _settlements(
+        self, hold: _Hold, attempts: Sequence[Attempt], *, final: bool
+    ) -> list[tuple[Sequence[_Counter], float, float]]:
+        """(counters, reserved, cost) for each finished attempt not yet
+        settled (and with ``final``, each reservation left)."""
         settlements: list[tuple[Sequence[_Counter], float, float]] = []
         while hold.seen < len(attempts):
             attempt = attempts[hold.seen]
@@ -743,8 +754,7 @@ class BudgetPlugin:
             while hold.open:
                 reservation = hold.open.pop(0)
                 settlements.append((reservation.counters, reservation.amount, 0.0))
-        if settlements:
-            await self._apply(settlements)
+        return settlements
 
     async def _apply(self, settlements: Sequence[tuple[Sequence[_Counter], float, float]]) -> None:
         """Turn each ``reserved`` into ``cost`` on each of its counters, in

@@ -102,20 +102,24 @@ MIN_SLEEP = 0.001
 REFRESH_BATCH = 500
 
 
-@attrs.define(slots=True)
 class _Request:
-    """What one request holds; in ``context.state["ratelimit"]``."""
+    """What one request holds; in ``context.state["ratelimit"]`` (a plain
+    slotted class: one is made per request)."""
 
-    #: Token reservations made before routing: (bucket, tokens reserved).
-    reserved: list[tuple[Bucket, float]] = attrs.field(factory=list)
-    #: Attempts admitted at a provider: (provider, took a request, tokens reserved).
-    admitted: list[tuple[str, bool, float]] = attrs.field(factory=list)
-    #: anyio time after which this request may not wait any more (set at its first wait).
-    wait_until: float | None = None
-    #: The estimated prompt tokens, computed once.
-    prompt_tokens: int | None = None
-    #: The shortest wait among this request's provider refusals.
-    shortest: float = math.inf
+    __slots__ = ("admitted", "prompt_tokens", "reserved", "reserved_tokens", "shortest", "wait_until")
+
+    def __init__(self) -> None:
+        #: The token buckets reserved in before routing, each ``reserved_tokens``.
+        self.reserved: tuple[Bucket, ...] = ()
+        self.reserved_tokens = 0.0
+        #: Attempts admitted at a provider: (provider, took a request, tokens reserved).
+        self.admitted: list[tuple[str, bool, float]] = []
+        #: anyio time after which this request may not wait any more (set at its first wait).
+        self.wait_until: float | None = None
+        #: The estimated prompt tokens, computed once.
+        self.prompt_tokens: int | None = None
+        #: The shortest wait among this request's provider refusals.
+        self.shortest = math.inf
 
 
 @attrs.frozen
@@ -272,7 +276,8 @@ class ProviderHooks:
         if tokens is not None:
             amount = plugin._reservation(request, state, target)
             ops.append((tokens, amount, "reserve"))
-        result = await plugin._apply(ops)
+        result = await plugin._ops.take_many(ops)
+        plugin._note(ops, result.levels)
         if result.refused >= 0:
             bucket = ops[result.refused][0]
             assert isinstance(bucket, Bucket)
@@ -584,8 +589,10 @@ class RateLimitPlugin:
             ops = [*plan.request_ops, *[(bucket, amount, "reserve") for bucket in plan.tokens]]
         else:
             ops = plan.request_ops
+        take_many = self._ops.take_many
         while True:
-            result = await self._apply(ops)
+            result = await take_many(ops)
+            self._note(ops, result.levels)
             if result.refused < 0:
                 break
             if self._max_wait > 0:
@@ -607,7 +614,7 @@ class RateLimitPlugin:
                 retry_after=result.retry_after,
             )
         if state is not None:
-            state.reserved.extend((bucket, amount) for bucket in plan.tokens)
+            state.reserved, state.reserved_tokens = plan.tokens, amount
         self.counters.admitted += 1
         return None
 
@@ -683,32 +690,38 @@ class RateLimitPlugin:
     async def after_response(self, context: RequestContext) -> None:
         """Settle the request's reservations with the tokens it used (a
         cached answer used none)."""
-        await self._settle_request(context)
+        ops = self._settlement(context)
+        if ops:
+            result = await self._ops.take_many(ops)
+            self._note(ops, result.levels)
 
     @hookimpl
     async def request_failed(self, error: SwarmgateError, context: RequestContext) -> None:
         """Settle the reservations of a request that ended unanswered with
         the tokens its attempts used (partial streams count)."""
-        await self._settle_request(context)
+        ops = self._settlement(context)
+        if ops:
+            await self._apply(ops)
 
-    async def _settle_request(self, context: RequestContext) -> None:
-        """Give back unused reservations and charge usage beyond them, for
-        every bucket of the request, in one StateStore call."""
+    def _settlement(self, context: RequestContext) -> list[BucketOp] | None:
+        """The operations that give back a request's unused reservations
+        and charge its usage beyond them, for every bucket it took from (one
+        StateStore call)."""
         state: _Request | None = context.state.pop(STATE_KEY, None)
         if state is None or not (state.reserved or state.admitted):
-            return
+            return None
         attempts = [a for a in context.attempts if not a.refused]
         ops: list[BucketOp] = []
         if state.reserved:
             used = 0.0
             for attempt in attempts:
                 used += attempt.tokens.total
-            for bucket, amount in state.reserved:
+            amount = state.reserved_tokens
+            for bucket in state.reserved:
                 _settle(ops, bucket, amount, used)
         if state.admitted:
             self._settle_providers(ops, state.admitted, attempts)
-        if ops:
-            await self._apply(ops)
+        return ops
 
     def _settle_providers(
         self, ops: list[BucketOp], admitted: Sequence[tuple[str, bool, float]], attempts: list[Any]
