@@ -34,6 +34,7 @@ def test_public_names_are_exactly_all() -> None:
         "stats",
         "cli",
         "testing",
+        "transport",
     }
     assert public - modules - {"annotations"} == set(swarmgate.__all__) - {"__version__"}
     assert swarmgate.EnhancedProviderManager is swarmgate.ProviderManager
