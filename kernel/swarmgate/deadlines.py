@@ -18,12 +18,13 @@ awaits, one at a time, each with its own deadline::
     finally:
         watchdog.close()
 
-On asyncio a guarded await costs a few attribute stores: the watchdog keeps
-one ``loop.call_at`` timer, armed at the first deadline and re-armed lazily.
-Moving the deadline later (the next event's idle bound) is a float store;
-when the timer fires it checks the real deadline and either re-arms itself
-for the time left or cancels the task (``Task.cancel``), and the guard turns
-that cancellation into :class:`TimeoutError` (``Task.uncancel``, as
+On asyncio a guarded await costs a few attribute stores: every watchdog on
+a loop shares one ``loop.call_at`` timer, set for the earliest deadline and
+re-armed lazily, so no timer is armed or cancelled per attempt either.
+Moving a deadline later (the next event's idle bound) is a float store;
+when the timer fires it checks each watchdog's real deadline and either
+leaves it for later or cancels its task (``Task.cancel``), and the guard
+turns that cancellation into :class:`TimeoutError` (``Task.uncancel``, as
 ``asyncio.timeout`` does). Time spent outside a guarded await (a stream's
 consumer holding an event) is never cut short: the timer only cancels a task
 that is inside a guard whose deadline has passed.
@@ -42,11 +43,14 @@ once per watchdog, not per await.
 from __future__ import annotations
 
 import math
-from asyncio import CancelledError, Task, TimerHandle, current_task
+import time
+from asyncio import CancelledError, Task, current_task
+from asyncio.base_events import BaseEventLoop
 from asyncio.events import AbstractEventLoop, _get_running_loop
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol
+from weakref import WeakKeyDictionary, ref
 
 _anyio_task_states: Any
 try:  # anyio's per-task cancel-scope stack: read to honour its shields (see AsyncioWatchdog)
@@ -98,8 +102,73 @@ class Watchdog(Protocol):
         ...
 
 
+class _LoopTimer:
+    """The one ``call_at`` timer that every asyncio watchdog on a loop shares.
+
+    A watchdog in a guard is registered here; the timer is set for the
+    earliest deadline known when it was set and, when it fires, asks each
+    registered watchdog whether its real deadline passed (:meth:`AsyncioWatchdog._check`),
+    then sets itself for the earliest one still pending. Registering a
+    watchdog is a set insertion; a timer is rescheduled only when a deadline
+    comes before the pending one.
+    """
+
+    __slots__ = ("__weakref__", "_loop", "_round", "watchdogs", "when")
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        # Nothing here refers to the loop strongly (not even a TimerHandle, which
+        # does): the timers are kept in a WeakKeyDictionary by loop.
+        self._loop = ref(loop)
+        self.watchdogs: set[AsyncioWatchdog] = set()
+        self.when = math.inf  # when the pending timer fires (inf: none pending)
+        self._round = 0  # the pending timer's number; an earlier one firing late is stale
+
+    def schedule(self, when: float) -> None:
+        """Fire at ``when`` (earlier than the pending time) instead; a timer
+        set before is left to fire and finds itself stale."""
+        loop = self._loop()
+        if loop is not None:
+            self.when = when
+            self._round += 1
+            loop.call_at(when, self._fire, self._round)
+
+    def _fire(self, round_: int) -> None:
+        if round_ != self._round:
+            return
+        self.when = math.inf
+        loop = self._loop()
+        if loop is None:
+            return
+        now = loop.time()
+        soonest = math.inf
+        for watchdog in list(self.watchdogs):
+            later = watchdog._check(now)
+            if later == math.inf:
+                self.watchdogs.discard(watchdog)
+            elif later < soonest:
+                soonest = later
+        if soonest < math.inf:
+            self.schedule(soonest)
+
+
+_timers: WeakKeyDictionary[AbstractEventLoop, _LoopTimer] = WeakKeyDictionary()
+_last_timer: _LoopTimer | None = None  # the timer of the loop used last (one loop per thread, mostly)
+
+
+def _timer_of(loop: AbstractEventLoop) -> _LoopTimer:
+    global _last_timer
+    timer = _last_timer
+    if timer is not None and timer._loop() is loop:
+        return timer
+    timer = _timers.get(loop)
+    if timer is None:
+        timer = _timers[loop] = _LoopTimer(loop)
+    _last_timer = timer
+    return timer
+
+
 class AsyncioWatchdog:
-    """The asyncio watchdog: one lazily re-armed ``call_at`` timer.
+    """The asyncio watchdog: registered with its loop's shared timer while in a guard.
 
     ``Task.cancel`` knows nothing of anyio's shields, so before cancelling,
     the timer looks at the task's anyio cancel scopes: if one entered inside
@@ -110,20 +179,23 @@ class AsyncioWatchdog:
     """
 
     __slots__ = (
+        "__weakref__",
         "_armed",
         "_baseline",
         "_deadline",
         "_entry_scope",
         "_fired",
-        "_handle",
-        "_loop",
+        "_registered",
         "_state",
         "_task",
-        "_when",
+        "_timer",
+        "now",
     )
 
     def __init__(self, loop: AbstractEventLoop) -> None:
-        self._loop = loop
+        self._timer = _timer_of(loop)
+        #: The loop's clock (``time.monotonic`` itself for the stock loops).
+        self.now: Callable[[], float] = time.monotonic if type(loop).time is BaseEventLoop.time else loop.time
         self._deadline = math.inf
         self._task: Task[Any] | None = None
         self._state: Any = None  # the task's anyio TaskState, once it has one
@@ -131,18 +203,16 @@ class AsyncioWatchdog:
         self._armed = False  # inside a guarded await
         self._fired = False  # the timer cancelled the task in the current guard
         self._baseline = 0  # the task's cancelling() count when the guard was entered
-        self._when = math.inf  # when the pending timer fires (inf: none pending)
-        self._handle: TimerHandle | None = None
-
-    def now(self) -> float:
-        return self._loop.time()
+        self._registered = False  # in the shared timer's set
 
     def until(self, deadline: float) -> AsyncioWatchdog:
         self._deadline = deadline
         return self
 
     def __enter__(self) -> AsyncioWatchdog:
-        task = _current_task(self._loop)
+        timer = self._timer
+        loop = timer._loop()
+        task = None if loop is None else _current_task(loop)
         if task is None:
             raise RuntimeError("a Watchdog guards an await inside a task")
         if task is not self._task:
@@ -155,9 +225,12 @@ class AsyncioWatchdog:
         self._baseline = task.cancelling()
         self._fired = False
         self._armed = True
+        if not self._registered:
+            self._registered = True
+            timer.watchdogs.add(self)
         deadline = self._deadline
-        if deadline < self._when:  # no timer yet, or the pending one fires too late
-            self._schedule(deadline)
+        if deadline < timer.when:  # no timer pending, or the pending one fires too late
+            timer.schedule(deadline)
         return self
 
     def __exit__(
@@ -176,40 +249,33 @@ class AsyncioWatchdog:
         return False
 
     def close(self) -> None:
-        handle = self._handle
-        if handle is not None:
-            handle.cancel()
-            self._handle = None
-            self._when = math.inf
+        if self._registered:
+            self._registered = False
+            self._timer.watchdogs.discard(self)
         self._task = None
         self._state = None
         self._entry_scope = None
 
-    def _schedule(self, when: float) -> None:
-        handle = self._handle
-        if handle is not None:
-            handle.cancel()
-        self._when = when
-        self._handle = self._loop.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._when = math.inf
+    def _check(self, now: float) -> float:
+        """Called by the shared timer at ``now``: cancel the task if its guard's
+        deadline passed; return when to check again (``inf``: unregister)."""
         if not self._armed:
-            return  # outside a guard: the next guard arms the timer again
+            self._registered = False
+            return math.inf  # outside a guard: the next guard registers again
         deadline = self._deadline
-        if self._loop.time() < deadline:
-            self._schedule(deadline)  # the deadline moved on since the timer was set
-            return
+        if now < deadline:
+            return deadline  # the deadline moved on since the timer was set
         task = self._task
         assert task is not None
         if task.done() or task.cancelling() > self._baseline:
-            return  # finished, or already being cancelled by someone else: that cancellation wins
+            self._registered = False
+            return math.inf  # finished, or already being cancelled by someone else: that cancellation wins
         if self._shielded(task):
-            self._schedule(self._loop.time() + SHIELD_POLL)
-            return
+            return now + SHIELD_POLL
         self._fired = True
+        self._registered = False
         task.cancel(_CANCEL_MESSAGE)
+        return math.inf
 
     def _shielded(self, task: Task[Any]) -> bool:
         """Whether ``task`` is inside a shielded anyio scope entered within the guard."""

@@ -370,3 +370,54 @@ async def test_a_cancelled_complete_is_recorded_and_leaves_no_timer_behind() -> 
         assert cancel_requests() == 0
     [[attempt]] = failures
     assert attempt.error_kind == "cancelled"
+
+
+# -- the shared asyncio timer -----------------------------------------------------
+
+
+async def test_concurrent_guards_each_time_out_at_their_own_deadline() -> None:
+    """Guards in several tasks share one timer: a far deadline registered first
+    does not delay a near one, and guards that finish in time are left alone."""
+    timed_out: dict[str, float] = {}
+    finished: list[str] = []
+    started = anyio.current_time()
+
+    async def guarded(name: str, bound: float, work: float) -> None:
+        watchdog = new_watchdog()
+        try:
+            with watchdog.until(watchdog.now() + bound):
+                await anyio.sleep(work)
+            finished.append(name)
+        except TimeoutError:
+            timed_out[name] = anyio.current_time() - started
+        finally:
+            watchdog.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(guarded, "far", 5.0, 0.3)
+        group.start_soon(guarded, "near", 0.05, 1.0)
+        group.start_soon(guarded, "middle", 0.15, 1.0)
+        group.start_soon(guarded, "quick", 0.1, 0.01)
+    assert sorted(finished) == ["far", "quick"]
+    assert sorted(timed_out) == ["middle", "near"]
+    assert 0.045 <= timed_out["near"] < 0.14
+    assert 0.145 <= timed_out["middle"] < 0.3
+
+
+def test_the_shared_timer_does_not_keep_a_finished_loop_alive() -> None:
+    import gc
+    import weakref
+
+    async def use() -> None:
+        watchdog = new_watchdog()
+        with watchdog.until(watchdog.now() + 60):
+            await asyncio.sleep(0)
+        watchdog.close()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(use())
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
