@@ -12,22 +12,23 @@ Budgets (each a limit for a UTC day or a UTC month):
 The request path:
 
 * ``filter_targets`` (when ``routeAround`` and provider budgets exist) rules
-  out targets whose provider budget cannot take the request's worst case, so
-  routing avoids them (unless that would rule out every candidate: then the
+  out targets whose provider budget cannot take the request's worst case
+  (their committed counters read in one ``get_many``), so routing avoids them (unless that would rule out every candidate: then the
   attempt's refusal below names the budget);
 * ``before_attempt`` reserves the attempt's worst-case cost at the target's
-  prices (``manager.estimate_cost``) against every applicable budget: for
-  each, ``incr`` the period's committed counter (spent + reserved); a counter
-  above its limit is ``incr``-ed back, every other reservation of the attempt
-  too, and the attempt is refused (:class:`BudgetExhaustedError` for the
+  prices (``manager.estimate_cost``, once per request and target) against
+  every applicable budget: the period's committed counters (spent +
+  reserved) are incremented in one atomic StateStore call (``incr_many``,
+  each budget's limit its ceiling); if one would pass its limit none is
+  changed and the attempt is refused (:class:`BudgetExhaustedError` for the
   global and caller budgets: the request fails;
   :class:`ProviderBudgetExhaustedError` for a provider's: it fails over);
 * settlement replaces each reservation with the attempt's actual cost
   (``Attempt.cost``: a partial stream's, a cancelled stream's partial usage
   included), as soon as the attempt is over: at the request's next
   ``before_attempt`` and, for the rest, in ``after_response`` /
-  ``request_failed``. A request holds its reservations in
-  ``context.state["budget"]``.
+  ``request_failed``, every counter in one ``incr_many``. A request holds
+  its reservations in ``context.state["budget"]``.
 
 Since every admitted attempt's worst case is counted before the provider is
 called, concurrent requests (in one process or in several sharing a

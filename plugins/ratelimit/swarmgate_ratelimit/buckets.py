@@ -38,9 +38,11 @@ def seconds(value: float) -> str:
 
 @attrs.frozen
 class Bucket:
-    """One token bucket. ``key`` is its StateStore key, ``debt_key`` the
-    counter of tokens used beyond what the bucket held (token buckets only);
-    ``rate`` is units per second."""
+    """One token bucket. ``key`` is its StateStore key; ``rate`` is units
+    per second. Debt (tokens used beyond what a token bucket held) is kept
+    in the bucket by the StateStore; ``debt_key`` is where a state backend
+    without the batch operations keeps it instead (a counter,
+    :func:`swarmgate.state.batch_ops`)."""
 
     scope: str
     unit: Unit

@@ -11,12 +11,13 @@ Three kinds of scope, each with a request bucket, a token bucket or both:
 
 Hooks:
 
-* ``before_request`` takes one request from the caller's bucket, then the
-  gateway's, then reserves tokens in the caller's and the gateway's token
-  buckets. A bucket that is short refuses with
-  :class:`~swarmgate_ratelimit.errors.RateLimitExceededError` (429, with
-  ``retry_after``), after waiting for it to refill when ``maxWait`` allows;
-  whatever this request took before the refusal is given back.
+* ``before_request`` takes one request from the caller's and the gateway's
+  request buckets and reserves tokens in their token buckets, all or
+  nothing in one StateStore call (``take_many``). A bucket that is short
+  refuses with :class:`~swarmgate_ratelimit.errors.RateLimitExceededError`
+  (429, with ``retry_after``; the first short bucket in that order names
+  it), after waiting for it to refill when ``maxWait`` allows (the batch is
+  then tried again whole); a refused batch takes nothing.
 * ``filter_targets`` and ``before_attempt`` live on :class:`ProviderHooks`,
   registered only while some provider has limits.
 * ``filter_targets`` rules out providers whose buckets are empty, judged
@@ -25,20 +26,22 @@ Hooks:
   for the first to refill, if ``maxWait`` allows), so that ``before_attempt``
   refuses each and the caller gets a rate-limit error, not "no provider".
 * ``before_attempt`` takes a request (and reserves tokens) from the target
-  provider's buckets; a short bucket refuses the attempt with
+  provider's buckets, both or neither in one call; a short bucket refuses
+  the attempt with
   :class:`~swarmgate_ratelimit.errors.ProviderRateLimitExceededError`
   (``failover``): the request moves on to its next target.
 * ``after_response`` / ``request_failed`` settle the token reservations
   against the tokens the request really used, and give back provider
-  requests taken for attempts that another plugin then refused.
+  requests taken for attempts that another plugin then refused, in one call.
 
 Tokens per minute: a request's size is known only after it is answered, so
 it *reserves* its worst case up front -- the estimated prompt tokens plus
 ``max_tokens`` (else the model's ``maxTokens`` at a provider, else
 ``defaultMaxTokens``) -- and settles afterwards: unused tokens go back to the
 bucket; tokens used beyond the reservation are taken from it, and what the
-bucket cannot cover becomes *debt* (``<bucket key>:debt``, a counter) that
-the next reservations pay before they pass. The bucket therefore behaves as
+bucket cannot cover becomes *debt* (kept in the bucket by the StateStore:
+:data:`swarmgate.state.TakeMode`) that the next reservations pay before
+they pass. The bucket therefore behaves as
 if it could go negative, and admitted usage exceeds the limit by at most the
 excess of the requests in flight over their reservations. A reservation
 larger than the whole bucket takes the whole bucket and owes the rest, so a
@@ -46,9 +49,10 @@ large request is slowed, never refused forever. Debt expires once the
 bucket would have refilled completely after it.
 
 Shared state lives in ``manager.state`` under ``ratelimit:``:
-``ratelimit:<requests|tokens>:<scope>`` (the buckets, via ``take_tokens``)
-and ``ratelimit:tokens:<scope>:debt``. Giving tokens back is a take of a
-negative amount (the bucket caps at its capacity on the next refill).
+``ratelimit:<requests|tokens>:<scope>`` (the buckets, via ``take_many``:
+three calls for a request answered at its first target, whatever the number
+of scopes). Giving tokens back is a take of a negative amount (the bucket
+caps at its capacity on the next refill).
 """
 
 from __future__ import annotations
