@@ -556,8 +556,8 @@ class Gateway:
             with cancel:
                 try:
                     request, stream, include_usage = await self._request(scope, receive, dialect, cancel)
-                except GatewayError as error:
-                    await send_error(send, error, dialect.error_body(error), close=error.status in (408, 413))
+                except GatewayError as refused:
+                    await send_error(send, refused, dialect.error_body(refused), close=refused.status in (408, 413))
                     return
                 except _ClientGone:
                     return
@@ -567,10 +567,10 @@ class Gateway:
                 else:
                     await self._complete(request, receive, send, dialect, started, cancel)
             if cancel.cancelled_caught and reading:
-                error = GatewayError(
+                late = GatewayError(
                     408, f"the request body was not received within {self._body_timeout:g} s", code="request_timeout"
                 )
-                await send_error(send, error, dialect.error_body(error), close=True)
+                await send_error(send, late, dialect.error_body(late), close=True)
         finally:
             self.inflight -= 1
             if self._closing and not self.inflight and self._drained is not None:
