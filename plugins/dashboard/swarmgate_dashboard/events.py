@@ -2,8 +2,9 @@
 
 Failovers and errors come from the usage log (``manager.extensions["usage"]``,
 ``swarmgate-usage``): at every sample the dashboard reads the newest
-records (at most :data:`SCAN` of them, started since a little before the
-newest one it has seen) and keeps the notable ones:
+records of requests that failed or had a failed attempt (at most
+:data:`SCAN` of them, started since a little before the newest one it has
+seen; the log selects them) and keeps the notable ones:
 
 * a **failover**: an answered request with a failed attempt before the
   answer (a refused attempt -- budget, rate limit -- is routing, not a
@@ -84,9 +85,17 @@ class RecordReader(Protocol):
     """The part of ``swarmgate_usage.UsageLog`` read here."""
 
     async def records(
-        self, *, since: float | None = None, until: float | None = None, limit: int | None = None, latest: bool = False
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+        failures_only: bool = False,
     ) -> Sequence[RecordLike]:
-        """The newest ``limit`` records started since ``since`` (``latest=True``), oldest first."""
+        """The newest ``limit`` records started since ``since`` (``latest=True``),
+        oldest first; with ``failures_only``, only requests that failed or had
+        a failed attempt (refusals aside)."""
         ...
 
 
@@ -192,7 +201,9 @@ class EventLog:
         since = now - self.span
         if self._newest is not None:
             since = max(since, self._newest - LAG)
-        return self.add(await reader.records(since=since, limit=SCAN, latest=True))
+        # Only failed requests and failovers can be notable: the log selects
+        # them (under load, decoding every record read cost ~2% of the CPU).
+        return self.add(await reader.records(since=since, limit=SCAN, latest=True, failures_only=True))
 
     def recent(self, alerts: Iterable[Any] = (), limit: int | None = None) -> list[dict[str, Any]]:
         """The events, alerts merged in, newest first (at most ``limit``)."""

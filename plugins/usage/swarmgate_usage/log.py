@@ -110,6 +110,11 @@ CREATE INDEX IF NOT EXISTS attempts_provider_ts ON attempts (provider, ts);
 CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts);
 """
 
+#: The ``WHERE`` term of ``records(failures_only=True)``: the request failed,
+#: or one of its attempts failed without being a refusal.
+_FAILURES_ONLY: Final = (
+    "(ok = 0 OR EXISTS (SELECT 1 FROM attempts f WHERE f.request_id = requests.id AND f.ok = 0 AND f.refused = 0))"
+)
 _REQUEST_COLUMNS: Final = (
     "id, ts, caller, requested_model, provider, model, ok, status, error_kind, input_tokens, output_tokens, "
     "cost, latency_ms, ttft_ms, cache_hit, cost_saved, stream, tags, route"
@@ -834,6 +839,7 @@ class UsageLog(BatchWriter):
         until: float | None = None,
         limit: int | None = None,
         latest: bool = False,
+        failures_only: bool = False,
     ) -> list[UsageRecord]:
         """Blocking :meth:`records`."""
         where: list[str] = []
@@ -844,6 +850,8 @@ class UsageLog(BatchWriter):
         if until is not None:
             where.append("ts < ?")
             params.append(until)
+        if failures_only:
+            where.append(_FAILURES_ONLY)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         order = "DESC" if latest else "ASC"
         limit_clause = ""
@@ -875,13 +883,17 @@ class UsageLog(BatchWriter):
         until: float | None = None,
         limit: int | None = None,
         latest: bool = False,
+        failures_only: bool = False,
     ) -> list[UsageRecord]:
         """Committed records of requests that started in ``[since, until)``
         (unix seconds; ``None``: unbounded), oldest first. ``limit`` keeps
         the oldest ``limit`` of them, or with ``latest=True`` the newest
-        ``limit`` (still returned oldest first)."""
+        ``limit`` (still returned oldest first). ``failures_only`` keeps the
+        requests that failed or had a failed attempt (refused attempts do
+        not count; cancelled ones do), selected by SQLite: a reader looking
+        for trouble decodes only those."""
         return await anyio.to_thread.run_sync(
-            lambda: self.records_sync(since=since, until=until, limit=limit, latest=latest)
+            lambda: self.records_sync(since=since, until=until, limit=limit, latest=latest, failures_only=failures_only)
         )
 
     def spend_sync(self, *, since: float, provider: str | None = None, caller: str | None = None) -> float:

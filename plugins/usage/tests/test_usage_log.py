@@ -275,6 +275,29 @@ async def test_the_event_loop_goes_on_while_the_writer_is_slow(db: Path, monkeyp
         assert len(await usage.records()) == 21
 
 
+async def test_records_can_keep_only_failures_and_failovers(db: Path) -> None:
+    """``failures_only``: failed requests and answered ones with a failed
+    attempt; a refused attempt before the answer is routing, not a failure."""
+    now = time.time()
+    usage = await started(db)
+    try:
+        usage.record(record("plain", now - 50))
+        usage.record(record("failover", now - 40, attempts=(("a", 0.0), ("b", 0.01))))
+        refused = AttemptRecord(provider="a", model="ma", ok=False, refused=True, error_kind="rate_limit", status=429)
+        answered = AttemptRecord(provider="b", model="mb", ok=True, cost=0.01, status=200)
+        usage.record(
+            UsageRecord(id="refused-first", ts=now - 30, provider="b", model="mb", attempts=(refused, answered))
+        )
+        usage.record(UsageRecord(id="failed", ts=now - 20, ok=False, status=502, error_kind="server_error"))
+        await usage.flush()
+        assert [r.id for r in await usage.records(failures_only=True)] == ["failover", "failed"]
+        assert [r.id for r in await usage.records(failures_only=True, limit=1, latest=True)] == ["failed"]
+        assert [r.id for r in await usage.records(failures_only=True, since=now - 25)] == ["failed"]
+        assert len(await usage.records()) == 4
+    finally:
+        await usage.aclose()
+
+
 async def test_stats_count_records_dropped_after_close(db: Path) -> None:
     usage = await started(db)
     usage.record(record("r1", time.time()))
