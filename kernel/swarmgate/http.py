@@ -70,9 +70,10 @@ def make_client(
 
     At most ``max_connections`` connections at once (streams hold theirs
     for their whole length), of which up to 100 are kept alive when idle.
-    The transport is :func:`fast_transport`'s: aiohttp's connection pool
-    under asyncio, httpx's own under trio and with a ``proxy``. The client
-    API (httpx's) is the same either way."""
+    The transport is :func:`fast_transport`'s: swarmgate's own
+    (:class:`~swarmgate.transport.NativeTransport`) under asyncio, httpx's
+    own under trio and with a ``proxy``. The client API (httpx's) is the
+    same either way."""
     timeout = config.timeout / 1000.0
     merged = httpx.Headers(headers or {})
     merged.update(config.headers)  # case-insensitive: the config's "user-agent" replaces "User-Agent"
@@ -134,9 +135,13 @@ class SwarmgateClient(httpx.AsyncClient):
     that -- a relative URL without query parameters, no per-request
     cookies, params or extensions, no cookies kept, no auth, no redirects to
     follow, no event hooks -- :meth:`build_request` makes the request from
-    a cached absolute URL and :meth:`send` calls the transport directly;
-    cookies an answer sets are still kept. Anything else takes httpx's own
-    path, unchanged. Responses have no ``elapsed`` on the short path.
+    a cached absolute URL (and, for a ``bytes`` body, the headers httpx
+    would make, built directly) and :meth:`send` calls the transport
+    directly; cookies an answer sets are still kept. When the native
+    transport hands over an answer that came whole with its headers, a
+    non-streamed response gets its content without an async read. Anything
+    else takes httpx's own path, unchanged. Responses have no ``elapsed``
+    on the short path.
     """
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport, **kwargs: Any) -> None:

@@ -104,6 +104,7 @@ class _Connection(asyncio.Protocol):
         "reading_paused",
         "reason",
         "received",
+        "sending",
         "status",
         "transport",
         "waiter",
@@ -121,6 +122,7 @@ class _Connection(asyncio.Protocol):
         self.lost_exc: BaseException | None = None
         self.parse_error: Exception | None = None
         self.idle_since = 0.0
+        self.sending = False
         self.waiter: asyncio.Future[Any] | None = None
         self.drain_waiter: asyncio.Future[Any] | None = None
         self.write_paused = False
@@ -146,9 +148,11 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
 
     def begin(self, is_head: bool) -> None:
-        """Start an exchange on this (open, idle) connection."""
+        """Start an exchange on this (open, idle) connection; :attr:`sending`
+        until the request is all handed to the socket."""
         self._reset(is_head)
         self.active = True
+        self.sending = True
 
     # -- the event loop's callbacks ------------------------------------------------------
 
@@ -280,7 +284,8 @@ class _Connection(asyncio.Protocol):
             return httpx.RemoteProtocolError(f"invalid HTTP answer: {self.parse_error}", request=request)
         exc = self.lost_exc
         if exc is not None:
-            return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
+            error = httpx.WriteError if self.sending else httpx.ReadError
+            return error(str(exc) or type(exc).__name__, request=request)
         if not self.headers_done:
             return httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         return httpx.RemoteProtocolError(
@@ -474,6 +479,8 @@ class NativeTransport(httpx.AsyncBaseTransport):
                 await self._send_stream(conn, request, timeouts.get("write"))
             elif conn.write_paused:
                 await conn.drain(timeouts.get("write"), request)
+            if not conn.lost:  # lost while sending: its failure is a write error
+                conn.sending = False
             read = timeouts.get("read")
             while not conn.headers_done:
                 if conn.lost:

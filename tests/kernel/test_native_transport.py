@@ -7,7 +7,9 @@ both ways, timeouts, cancellation, TLS with SNI, closing. asyncio only."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -554,6 +556,24 @@ async def test_a_peer_that_stops_reading_is_write_timeout() -> None:
     async with serve(deaf) as server, client(server.url) as http:
         with pytest.raises(httpx.WriteTimeout):
             await http.post("/", content=endless(), timeout=httpx.Timeout(2.0, write=0.2))
+        assert pool(http)._total == 0
+
+
+async def test_a_connection_reset_while_sending_is_write_error() -> None:
+    async def resetting(peer: Peer, server: Server) -> None:
+        await peer.reader.readuntil(b"\r\n\r\n")
+        sock = peer.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        peer.writer.transport.abort()
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1024
+            await asyncio.sleep(0.01)
+
+    async with serve(resetting) as server, client(server.url) as http:
+        with pytest.raises(httpx.WriteError):
+            await http.post("/", content=slow())
         assert pool(http)._total == 0
 
 
