@@ -759,6 +759,12 @@ class NativeTransport(httpx.AsyncBaseTransport):
         """Close every connection (idle, and those answers are still read
         from) and fail requests waiting for one; requests afterwards raise
         ``RuntimeError``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - aclose awaited outside asyncio
+            loop = None
+        if loop is not None and loop is not self._loop:
+            self._adopt(loop)  # connections of an earlier (closed) loop are dropped, not closed through it
         self._closed = True
         waiters, self._waiters = self._waiters, collections.deque()
         for waiter in waiters:

@@ -721,3 +721,20 @@ async def test_aclose_closes_every_connection_and_refuses_requests() -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             await held.aread()
         await http.aclose()
+
+
+def test_a_transport_used_from_a_new_event_loop_drops_the_old_loops_connections() -> None:
+    from swarmgate.testing import FakeUpstream
+
+    transport = NativeTransport()
+    with FakeUpstream.in_thread() as upstream:
+        http = httpx.AsyncClient(transport=transport, base_url=upstream.url)
+
+        async def models() -> int:
+            return (await http.get("/models")).status_code
+
+        assert asyncio.run(models()) == 200
+        assert transport._idle_count == 1
+        assert asyncio.run(models()) == 200  # the first loop (and its socket) is gone
+        assert (transport._total, transport._idle_count) == (1, 1)
+        asyncio.run(transport.aclose())
