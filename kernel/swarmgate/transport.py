@@ -494,17 +494,18 @@ class NativeTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._discard(conn)
             raise
+        extensions: dict[str, Any] = {"http_version": _HTTP_VERSIONS.get(conn.parser.get_http_version(), b"HTTP/1.1")}
+        if conn.reason:
+            extensions["reason_phrase"] = conn.reason
+        status, headers = conn.status, conn.headers
         stream: httpx.AsyncByteStream
-        if conn.complete:
+        if conn.complete:  # read whole already: the connection goes back now
             chunks = conn.take()
             stream = ReadBody(chunks[0] if len(chunks) == 1 else b"".join(chunks), plain=not conn.encoded)
             self._checkin(conn)
         else:
             stream = _StreamedBody(self, conn, request, timeouts.get("read"))
-        extensions: dict[str, Any] = {"http_version": _HTTP_VERSIONS.get(conn.parser.get_http_version(), b"HTTP/1.1")}
-        if conn.reason:
-            extensions["reason_phrase"] = conn.reason
-        return httpx.Response(conn.status, headers=conn.headers, stream=stream, request=request, extensions=extensions)
+        return httpx.Response(status, headers=headers, stream=stream, request=request, extensions=extensions)
 
     async def _send_stream(self, conn: _Connection, request: httpx.Request, write_timeout: float | None) -> None:
         """Send a streamed request body piece by piece (chunked when httpx's
