@@ -419,13 +419,15 @@ async def test_a_body_read_until_the_connection_closes() -> None:
         assert len(server.peers) == 2
 
 
-async def test_head_and_204_have_no_body() -> None:
+async def test_head_204_and_304_have_no_body() -> None:
     async def handler(peer: Peer, server: Server) -> None:
         while True:
             head, _ = await peer.request()
             server.heads.append(head)
             if head.startswith(b"HEAD"):
                 await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+            elif head.startswith(b"GET /cached"):
+                await peer.send(b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n")
             else:
                 await peer.send(b"HTTP/1.1 204 No Content\r\n\r\n")
 
@@ -436,7 +438,9 @@ async def test_head_and_204_have_no_body() -> None:
         for _ in range(2):
             empty = await http.delete("/")
             assert (empty.status_code, empty.content) == (204, b"")
-        assert len(server.peers) == 2, "HEAD's connection is closed, 204's kept"
+            cached = await http.get("/cached")
+            assert (cached.status_code, cached.content) == (304, b"")
+        assert len(server.peers) == 2, "HEAD's connection is closed, 204's and 304's kept"
 
 
 async def test_interim_answers_are_skipped() -> None:
