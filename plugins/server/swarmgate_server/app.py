@@ -692,8 +692,9 @@ class Gateway:
         finally:
             finished[0] = True
             self._unwatched.pop(token, None)
-            with anyio.CancelScope(shield=True):
-                await events.aclose()
+            if getattr(events, "ag_frame", True) is not None:  # not run to its end: close it, come what may
+                with anyio.CancelScope(shield=True):
+                    await events.aclose()
 
     async def _pump(
         self,
