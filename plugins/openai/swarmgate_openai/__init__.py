@@ -265,8 +265,9 @@ class OpenAIProvider(HTTPProvider):
                         async for _ in events:
                             pass
             finally:
-                with anyio.CancelScope(shield=True):
-                    await events.aclose()
+                if getattr(events, "ag_frame", True) is not None:  # not run to its end
+                    with anyio.CancelScope(shield=True):
+                        await events.aclose()
             if not done and finish is None:
                 raise ServerError(
                     "the upstream stream ended without a finish_reason or [DONE]", provider=self.name, model=call.model
@@ -277,8 +278,9 @@ class OpenAIProvider(HTTPProvider):
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, call.model) from exc
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            if not response.is_closed:  # a body read to its end closed itself
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
 
     def _chunk_events(self, chunk: Any, call: ProviderCall) -> tuple[list[ProviderEvent], str | None]:
         """The events in one ``chat.completion.chunk`` and its finish reason."""
