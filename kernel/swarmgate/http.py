@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 import sniffio
@@ -512,6 +513,26 @@ def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None = 
     ):
         return ProviderConnectionError(f"connection to upstream failed ({detail})", provider=provider, model=model)
     return ServerError(f"upstream request failed ({detail})", provider=provider, model=model)
+
+
+async def drain(pieces: AsyncIterator[Any], response: httpx.Response, within: float) -> None:
+    """Read ``pieces`` (an iterator over ``response``'s body: its events,
+    lines or frames) to their end, so that the connection goes back to the
+    pool, for at most ``within`` seconds: a server that keeps the body open
+    after its last event costs only that bound (the connection is then
+    dropped when the response closes). Drivers call it once the answer's
+    last event is in. When the transport has the rest of the body already
+    (the native transport says so), no timer is armed: the read cannot wait."""
+    stream = response.stream
+    # httpx's own client wraps the transport's stream (BoundAsyncStream, its
+    # ``_stream``); SwarmgateClient's short path hands it over as it is.
+    if getattr(stream, "arrived", False) or getattr(getattr(stream, "_stream", None), "arrived", False):
+        async for _ in pieces:
+            pass
+        return
+    with anyio.move_on_after(within):
+        async for _ in pieces:
+            pass
 
 
 @attrs.frozen

@@ -797,6 +797,9 @@ class ReadBody(httpx.AsyncByteStream, httpx.SyncByteStream):
         if self.body:
             yield self.body
 
+    #: The whole body is here (see :attr:`_StreamedBody.arrived`).
+    arrived = True
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -817,6 +820,13 @@ class _StreamedBody(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._request = request
         self._read = read
+
+    @property
+    def arrived(self) -> bool:
+        """Whether the rest of the body is here already: reading it to its
+        end cannot wait on the network."""
+        conn = self._conn
+        return conn is None or conn.complete
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn

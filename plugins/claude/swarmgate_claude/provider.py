@@ -34,7 +34,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import HTTPProvider, aiter_sse, loads, parse_retry_after
+from swarmgate.http import HTTPProvider, aiter_sse, drain, loads, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -273,9 +273,7 @@ class ClaudeProvider(HTTPProvider):
                     # Read the end of the body so that the connection goes
                     # back to the pool; a server that keeps it open after
                     # message_stop costs only this bound (then it is dropped).
-                    with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in events:
-                            pass
+                    await drain(events, response, _DRAIN_SECONDS)
             finally:
                 with anyio.CancelScope(shield=True):
                     await events.aclose()

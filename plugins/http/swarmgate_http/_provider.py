@@ -31,7 +31,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import HTTPProvider, aiter_sse, make_client, parse_retry_after
+from swarmgate.http import HTTPProvider, aiter_sse, drain, make_client, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -491,9 +491,7 @@ class HttpProvider(HTTPProvider):
                     # Read the end of the body so that the connection goes
                     # back to the pool; a server that keeps it open after
                     # the done marker costs only this bound.
-                    with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in frames:
-                            pass
+                    await drain(frames, response, _DRAIN_SECONDS)
             finally:
                 with anyio.CancelScope(shield=True):
                     await frames.aclose()

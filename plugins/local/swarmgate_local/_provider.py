@@ -16,7 +16,7 @@ import httpx
 
 from swarmgate.config import ProviderConfig
 from swarmgate.errors import ContentFilteredError, ServerError, SwarmgateError
-from swarmgate.http import HTTPProvider, parse_retry_after
+from swarmgate.http import HTTPProvider, drain, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -208,9 +208,7 @@ class LocalProvider(HTTPProvider):
                         # Read the end of the body so that the connection goes
                         # back to the pool; a server that keeps it open after
                         # the done line costs only this bound.
-                        with anyio.move_on_after(_DRAIN_SECONDS):
-                            async for _ in lines:
-                                pass
+                        await drain(lines, response, _DRAIN_SECONDS)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await lines.aclose()  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ from swarmgate.errors import (
     SwarmgateError,
     error_for_status,
 )
-from swarmgate.http import HTTPProvider, aiter_sse, loads, parse_retry_after
+from swarmgate.http import HTTPProvider, aiter_sse, drain, loads, parse_retry_after
 from swarmgate.models import (
     FinishEvent,
     HealthStatus,
@@ -261,9 +261,7 @@ class OpenAIProvider(HTTPProvider):
                     # Read the end of the body so that the connection goes
                     # back to the pool; a server that keeps it open after
                     # [DONE] costs only this bound (then it is dropped).
-                    with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in events:
-                            pass
+                    await drain(events, response, _DRAIN_SECONDS)
             finally:
                 if getattr(events, "ag_frame", True) is not None:  # not run to its end
                     with anyio.CancelScope(shield=True):

@@ -16,7 +16,7 @@ import httpx
 
 from swarmgate.config import ProviderConfig
 from swarmgate.errors import ContentFilteredError, InvalidRequestError, ServerError, SwarmgateError
-from swarmgate.http import HTTPProvider, aiter_sse, parse_retry_after
+from swarmgate.http import HTTPProvider, aiter_sse, drain, parse_retry_after
 from swarmgate.models import (
     ZERO_USAGE,
     FinishEvent,
@@ -254,9 +254,7 @@ class QwenProvider(HTTPProvider):
                 if finish is not None:
                     # The last frame is in; read the end of the body so the
                     # connection can be reused, within a small bound.
-                    with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in events:
-                            pass
+                    await drain(events, response, _DRAIN_SECONDS)
             finally:
                 with anyio.CancelScope(shield=True):
                     await events.aclose()
