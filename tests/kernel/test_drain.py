@@ -61,6 +61,10 @@ async def upstream(*pieces: bytes, pause: float = 0.0) -> AsyncIterator[tuple[st
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", connections
 
 
+def native_client(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=NativeTransport(httpx.Limits()), base_url=url)
+
+
 async def first_then_drain(client: httpx.AsyncClient, within: float) -> tuple[httpx.Response, float]:
     """Read a stream's events up to ``[DONE]``, drain the rest; the response
     and the seconds the drain took."""
@@ -78,30 +82,27 @@ async def test_a_body_that_arrived_whole_drains_without_a_timer(monkeypatch: pyt
     def no_timer(*args: object) -> None:
         raise AssertionError("drain armed a timer for a body that had arrived")
 
-    async with upstream(HEAD + EVENTS + b"0\r\n\r\n") as (url, connections):
-        async with httpx.AsyncClient(transport=NativeTransport(httpx.Limits()), base_url=url) as client:
-            monkeypatch.setattr(anyio, "move_on_after", no_timer)
-            for _ in range(3):
-                response, _ = await first_then_drain(client, 5.0)
-                assert isinstance(response.stream._stream, ReadBody)  # type: ignore[attr-defined]
+    async with upstream(HEAD + EVENTS + b"0\r\n\r\n") as (url, connections), native_client(url) as client:
+        monkeypatch.setattr(anyio, "move_on_after", no_timer)
+        for _ in range(3):
+            response, _ = await first_then_drain(client, 5.0)
+            assert isinstance(response.stream._stream, ReadBody)  # type: ignore[attr-defined]
     assert connections[0] == 1  # each drained connection went back to the pool
 
 
 async def test_the_end_arriving_later_is_read_and_the_connection_kept() -> None:
-    async with upstream(HEAD + EVENTS, b"0\r\n\r\n", pause=0.05) as (url, connections):
-        async with httpx.AsyncClient(transport=NativeTransport(httpx.Limits()), base_url=url) as client:
-            for _ in range(2):
-                response, took = await first_then_drain(client, 5.0)
-                assert not isinstance(response.stream._stream, ReadBody)  # type: ignore[attr-defined]
-                assert took < 2.0
+    async with upstream(HEAD + EVENTS, b"0\r\n\r\n", pause=0.05) as (url, connections), native_client(url) as client:
+        for _ in range(2):
+            response, took = await first_then_drain(client, 5.0)
+            assert not isinstance(response.stream._stream, ReadBody)  # type: ignore[attr-defined]
+            assert took < 2.0
     assert connections[0] == 1
 
 
 async def test_a_server_holding_the_body_open_costs_only_the_bound() -> None:
-    async with upstream(HEAD + EVENTS, b"0\r\n\r\n", pause=30.0) as (url, connections):
-        async with httpx.AsyncClient(transport=NativeTransport(httpx.Limits()), base_url=url) as client:
-            _, took = await first_then_drain(client, 0.2)
-            assert 0.15 < took < 2.0
-            _, again = await first_then_drain(client, 0.2)  # the held connection was dropped: a new one
-            assert again < 2.0
+    async with upstream(HEAD + EVENTS, b"0\r\n\r\n", pause=30.0) as (url, connections), native_client(url) as client:
+        _, took = await first_then_drain(client, 0.2)
+        assert 0.15 < took < 2.0
+        _, again = await first_then_drain(client, 0.2)  # the held connection was dropped: a new one
+        assert again < 2.0
     assert connections[0] == 2
