@@ -284,12 +284,15 @@ class AsyncioWatchdog:
         state = _anyio_task_states.get(task)
         if state is None:
             return False
-        scope = state.cancel_scope
         entry = self._entry_scope
-        while scope is not None and scope is not entry:
-            if scope.shield:
-                return True
-            scope = scope._parent_scope
+        try:  # anyio's private task state: a later anyio that lays it out anew reads as "not shielded"
+            scope = state.cancel_scope
+            while scope is not None and scope is not entry:
+                if scope.shield:
+                    return True
+                scope = scope._parent_scope
+        except AttributeError:
+            return False
         return False
 
 
