@@ -683,7 +683,7 @@ def main() -> None:
         "--floors",
         default="",
         type=lambda v: [x for x in v.split(",") if x],
-        help="also load featureless pass-through proxies (bench/passthrough.py): aiohttp, httpx (comma-separated)",
+        help="also load featureless pass-through proxies (bench/passthrough.py): aiohttp, native, httpx (comma-separated)",
     )
     parser.add_argument(
         "--variant",
