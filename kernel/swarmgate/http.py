@@ -552,7 +552,21 @@ async def aiter_sse(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
     newlines, comments skipped). The body is split into lines here, as
     bytes (:class:`SSEParser`), not by httpx's text and line decoders: two
     generator levels fewer per event. Closing this generator closes the
-    body iterator at once."""
+    body iterator at once.
+
+    A body the native transport received whole with the headers, with no
+    ``Content-Encoding`` to undo, is parsed at once, without httpx's byte
+    iterators (three generator levels); the response is closed after its
+    last event, as reading it to its end through httpx would."""
+    body: Any = response.stream
+    if type(body) is _read_body and body.plain:
+        parser = SSEParser()
+        found = parser.feed(body.body)
+        found.extend(parser.close())
+        for event in found:
+            yield event
+        await response.aclose()
+        return
     chunks = response.aiter_bytes()
     parser = SSEParser()
     try:

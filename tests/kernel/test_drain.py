@@ -1,7 +1,8 @@
 """``swarmgate.http.drain``: reading the rest of a streamed answer after its
 last event so the connection goes back to the pool -- with no timer when the
 native transport has the rest already, and bounded when a server keeps the
-body open. asyncio (the native transport's loop)."""
+body open; and ``aiter_sse`` parsing a body that arrived whole at once.
+asyncio (the native transport's loop)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,27 @@ async def test_a_server_holding_the_body_open_costs_only_the_bound() -> None:
         _, again = await first_then_drain(client, 0.2)  # the held connection was dropped: a new one
         assert again < 2.0
     assert connections[0] == 2
+
+
+async def test_a_whole_body_is_parsed_at_once_with_the_same_events() -> None:
+    """SwarmgateClient hands the native transport's read-whole body over as
+    it is: aiter_sse parses it in one go, yields what httpx's iterators
+    would, and closes the response after the last event."""
+    from swarmgate.config import ProviderConfig
+    from swarmgate.http import make_client
+
+    body = chunk(b': keep-alive\n\nevent: note\ndata: a\ndata: b\n\ndata: {"x": 1}\r\n\r\ndata: tail')
+    async with upstream(HEAD + body + b"0\r\n\r\n") as (url, _connections):
+        fast = make_client(ProviderConfig(type="openai"), base_url=url)
+        try:
+            response = await fast.send(fast.build_request("POST", "/stream", content=b"{}"), stream=True)
+            assert isinstance(response.stream, ReadBody)
+            events = aiter_sse(response)
+            seen = [event async for event in events]
+            assert response.is_closed
+        finally:
+            await fast.aclose()
+        async with native_client(url) as slow, slow.stream("POST", "/stream", content=b"{}") as reference:
+            assert seen == [event async for event in aiter_sse(reference)]
+    assert [(e.event, e.data) for e in seen] == [("note", "a\nb"), ("message", '{"x": 1}'), ("message", "tail")]
+    assert seen[0].comments == ()  # a comment before a blank line belongs to no event
