@@ -12,6 +12,7 @@ import anyio.to_thread
 import pytest
 
 from swarmgate_usage import AttemptRecord, UsageLog, UsageRecord
+from swarmgate_usage.log import _RECORD
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +96,77 @@ async def test_stray_attempts_of_a_new_id_do_not_lose_the_batch(tmp_path: Path) 
         assert usage.stats()["rows"] == 2
     finally:
         await usage.aclose()
+
+
+def _temp_store(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA temp_store").fetchone()[0])
+
+
+def test_the_writer_keeps_statement_journals_in_memory(tmp_path: Path) -> None:
+    """The write connection's temporary storage is in memory (the statement
+    journals of multi-row inserts), and a batch written through it round-trips."""
+    usage = UsageLog(tmp_path / "usage.db")
+    conn = usage._open_writer()
+    try:
+        assert _temp_store(conn) == 2  # MEMORY
+        batch: list[tuple[Any, ...]] = [(_RECORD, _record(f"r{i:03d}", 1000.0 + i, 1 + i % 3)) for i in range(200)]
+        assert usage._commit(conn, batch) is None
+        count = conn.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM attempts) FROM requests").fetchone()
+        assert count == (200, sum(1 + i % 3 for i in range(200)))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("delete", ["purge", "forget"])
+def test_bulk_deletes_spill_temporary_tables_to_disk_and_restore_memory(tmp_path: Path, delete: str) -> None:
+    """A purge or an erasure on the writer connection runs with temporary
+    storage in files (its key lists may be huge) and gives the connection
+    back with it in memory."""
+    usage = UsageLog(tmp_path / "usage.db")
+    conn = usage._open_writer()
+    try:
+        usage._commit(conn, [(_RECORD, _record(f"r{i}", 1000.0 + i, 2)) for i in range(10)])
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        deleted = usage._purge(conn, 1005.0) if delete == "purge" else usage._forget(conn, "alice")
+        conn.set_trace_callback(None)
+        assert deleted == (5 if delete == "purge" else 10)
+        pragmas = [s for s in seen if s.startswith("PRAGMA temp_store =")]
+        assert pragmas == ["PRAGMA temp_store = 1", "PRAGMA temp_store = 2"]
+        first_delete = next(i for i, s in enumerate(seen) if s.startswith("DELETE"))
+        assert seen.index("PRAGMA temp_store = 1") < first_delete < seen.index("PRAGMA temp_store = 2")
+        assert _temp_store(conn) == 2
+    finally:
+        conn.close()
+
+
+def test_a_failed_bulk_delete_restores_temporary_storage_in_memory(tmp_path: Path) -> None:
+    usage = UsageLog(tmp_path / "usage.db")
+    conn = usage._open_writer()
+    try:
+        conn.execute("PRAGMA query_only = 1")  # every write fails
+        with pytest.raises(sqlite3.OperationalError):
+            usage._purge(conn, 2000.0)
+        with pytest.raises(sqlite3.OperationalError):
+            usage._forget(conn, "alice")
+        assert _temp_store(conn) == 2
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+
+
+def test_a_connection_with_temporary_storage_in_files_is_left_as_it_is(tmp_path: Path) -> None:
+    """The direct (not writing) purge's own connection: no pragma round trip."""
+    usage = UsageLog(tmp_path / "usage.db")
+    conn = usage._open_writer()
+    try:
+        usage._commit(conn, [(_RECORD, _record("old", 1000.0, 1))])
+        conn.execute("PRAGMA temp_store = FILE")
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        assert usage._purge(conn, 2000.0) == 1
+        conn.set_trace_callback(None)
+        assert not [s for s in seen if s.startswith("PRAGMA temp_store =")]
+        assert _temp_store(conn) == 1
+    finally:
+        conn.close()
