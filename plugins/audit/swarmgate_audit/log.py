@@ -143,6 +143,31 @@ _REQUEST_PERSONAL_JSON: Final = '{%s"caller":%s,"client":%s,"salt":"%s","user":%
 
 #: The HTTP-style status of each error kind (for attempts without an upstream status).
 _KIND_STATUS: Final = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
+#: One attempt's list (the ``attempts`` field without failover).
+_ATTEMPTS_ONE_JSON: Final = "[" + _ATTEMPT_JSON + "]"
+_fsum: Final = math.fsum
+#: Personal-field salts cut from one draw of the system CSPRNG.
+_SALTS_PER_DRAW: Final = 256
+
+#: Canonical JSON of the names a record repeats (providers, models, routes,
+#: error kinds; ``None``), read with ``_names_get(v) or _name(v)``: a dict
+#: lookup instead of an encoder call per field. Names only: ids, callers and
+#: users are not kept.
+_NAMES: dict[Any, str] = {None: "null"}
+_names_get: Final = _NAMES.get
+#: The most names kept (past it the table starts over).
+_NAMES_MAX: Final = 1024
+
+
+def _name(value: Any) -> str:
+    """:func:`json_string` of ``value``, kept in ``_NAMES`` when it is a string."""
+    text = json_string(value)
+    if type(value) is str:
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+            _NAMES[None] = "null"
+        _NAMES[value] = text
+    return text
 
 
 class AuditLogError(RuntimeError):
@@ -202,6 +227,11 @@ class _Entry(NamedTuple):
     subject2: str | None
 
 
+#: ``_Entry`` from a tuple of its fields without the generated ``__new__``
+#: (what ``_Entry._make`` does, without its length check): ~0.15 us a record.
+_new_entry: Final = tuple.__new__
+
+
 # ---------------------------------------------------------------------------
 # Building records (in the writer thread)
 
@@ -218,14 +248,40 @@ def _bool(value: Any) -> str:
     return "false" if value is False else canonical_json(value)
 
 
-def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float]:
+def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float, str | None]:
     """The ``attempts`` field of a request record, and the attempts' summed
     input tokens, output tokens and cost. Per attempt: ``provider``,
     ``model``, ``ok``, ``status`` (200 for a success, else the upstream's,
     else the gateway status of the error kind), ``error_kind``,
-    ``refused`` and ``cost`` (``null`` when not finite)."""
+    ``refused`` and ``cost`` (``null`` when not finite). Last the summed
+    cost as canonical JSON when it is known already (else ``None``)."""
     if not attempts:
-        return "[]", 0, 0, 0.0
+        return "[]", 0, 0, 0.0, "0.0"
+    if len(attempts) == 1:
+        # No failover (the common case): no lists, and the sum's JSON is the
+        # attempt's cost's (fsum of one value is that value, -0.0 made 0.0).
+        attempt = attempts[0]
+        if attempt.ok:
+            status = 200
+        elif attempt.status is not None:
+            status = attempt.status
+        else:
+            status = _KIND_STATUS.get(attempt.error_kind or "", 500)
+        cost = attempt.cost
+        total = _fsum((cost,))
+        cost_text = _finite(cost)
+        tokens = attempt.tokens
+        ok, refused = attempt.ok, attempt.refused
+        logged = _ATTEMPTS_ONE_JSON % (
+            cost_text,
+            _names_get(attempt.error_kind) or _name(attempt.error_kind),
+            _names_get(attempt.model) or _name(attempt.model),
+            "true" if ok is True else "false" if ok is False else _bool(ok),
+            _names_get(attempt.provider) or _name(attempt.provider),
+            "false" if refused is False else "true" if refused is True else _bool(refused),
+            json_number(status),
+        )
+        return logged, tokens.input, tokens.output, total, "0.0" if cost_text == "-0.0" else cost_text
     out = []
     tin = tout = 0
     costs = []
@@ -253,7 +309,7 @@ def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float]:
                 json_number(status),
             )
         )
-    return "[" + ",".join(out) + "]", tin, tout, math.fsum(costs)
+    return "[" + ",".join(out) + "]", tin, tout, math.fsum(costs), None
 
 
 def _text(value: Any) -> str:
@@ -270,11 +326,6 @@ def _prompt(request: CompletionRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _client(request: CompletionRequest) -> str | None:
-    client = request.metadata.get("client")
-    return client if isinstance(client, str) and client else None
-
-
 class _Builder:
     """Turns queued tuples into :class:`_Entry` (writer thread)."""
 
@@ -285,19 +336,25 @@ class _Builder:
         self.redact = redact
         self.encryption = encryption
         # Salts are cut from one draw of the system CSPRNG per 256 records
-        # (a getrandom call per record cost more than the rest of the salt).
-        self._salts = ""
-        self._salt_at = 0
+        # (a getrandom call per record cost more than the rest of the salt)
+        # and handed out by a list iterator: its ``next`` is one step under
+        # the GIL, so no salt goes to two records without a lock per salt.
+        self._salts: Iterator[str] = iter(())
         self._salt_lock = threading.Lock()
 
     def _salt(self) -> str:
-        """A fresh random salt: 16 bytes from ``secrets``, as hex."""
-        with self._salt_lock:
-            at = self._salt_at
-            if at >= len(self._salts):
-                self._salts, at = secrets.token_hex(16 * 256), 0
-            self._salt_at = at + 32
-            return self._salts[at : at + 32]
+        """A fresh random salt: 16 bytes from ``secrets``, as hex, never
+        handed out twice (also to several threads)."""
+        salt = next(self._salts, None)
+        if salt is None:
+            with self._salt_lock:  # one draw when several threads find it empty
+                salt = next(self._salts, None)
+                if salt is None:
+                    drawn = secrets.token_hex(16 * _SALTS_PER_DRAW)
+                    salts = iter([drawn[at : at + 32] for at in range(0, len(drawn), 32)])
+                    salt = next(salts)
+                    self._salts = salts
+        return salt
 
     def _bodies(self, record_id: str, bodies: dict[str, Any]) -> tuple[str, str]:
         """The personal field holding ``bodies`` (canonical JSON of one
@@ -337,12 +394,13 @@ class _Builder:
         route: str | None,
         stream: bool,
     ) -> _Entry:
-        logged, tin, tout, cost = _attempts_json(attempts)
+        logged, tin, tout, cost, cost_text = _attempts_json(attempts)
         if response is not None:
             ok, status, kind = "true", 200, None
             provider: str | None = response.provider
             model: str | None = response.model
             if not attempts:
+                cost_text = None
                 if response.cached:
                     tin = tout = 0
                     cost = 0.0
@@ -376,21 +434,23 @@ class _Builder:
             logged,
             bodies_note,
             "true" if response is not None and response.cached else "false",
-            _finite(cost),
-            json_string(kind),
+            _finite(cost) if cost_text is None else cost_text,
+            _names_get(kind) or _name(kind),
             json_number(tin),
             _finite(latency_ms),
-            json_string(model),
+            _names_get(model) or _name(model),
             ok,
             json_number(tout),
-            json_string(provider),
-            json_string(request.model),
-            json_string(route),
+            _names_get(provider) or _name(provider),
+            _names_get(request.model) or _name(request.model),
+            _names_get(route) or _name(route),
             json_number(status),
-            _bool(stream),
+            "true" if stream is True else "false" if stream is False else _bool(stream),
             canonical_json(list(tags)) if tags else "[]",
         )
-        caller, user, client = request.caller, request.user, _client(request)
+        caller, user, client = request.caller, request.user, request.metadata.get("client")
+        if not (isinstance(client, str) and client):  # the client address, when the transport gave one
+            client = None
         if caller is None and user is None and client is None and not bodies_field:
             personal = None
         else:
@@ -401,7 +461,7 @@ class _Builder:
                 self._salt(),
                 json_string(user),
             )
-        return _Entry(record_id, float(ts), REQUEST, level, data, personal, caller, user)
+        return _new_entry(_Entry, (record_id, float(ts), REQUEST, level, data, personal, caller, user))
 
     def admin_entry(
         self,

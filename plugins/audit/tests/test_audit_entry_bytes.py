@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 from typing import Any
 
 import pytest
 
+import swarmgate_audit.log as audit_log
 from swarmgate import CompletionRequest, CompletionResponse, SwarmgateError, TokenUsage
 from swarmgate.errors import ERROR_CLASSES, NoProviderAvailableError, http_status
 from swarmgate.models import Attempt
@@ -192,3 +194,70 @@ def test_the_number_encoder_refuses_what_canonical_json_refuses(value: float) ->
         json_number(value)
     with pytest.raises(ValueError, match="JSON compliant"):
         canonical_json(value)
+
+
+@pytest.mark.parametrize("cost", [0.0, -0.0, 1e-7, 0.1 + 0.2, 1e16, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("answered", [True, False])
+def test_one_attempt_sums_as_the_general_case(cost: float, answered: bool) -> None:
+    """One attempt (no failover) takes a path of its own: the bytes are those
+    of the documented mapping, the sum of one cost included (fsum: -0.0 sums to 0.0)."""
+    request = CompletionRequest.create("hi", model="m", caller="alice", metadata={"client": "10.0.0.1"})
+    attempt = Attempt("p", "m", answered, 12.5, cost=cost, tokens=TokenUsage.of(3, 4), status=None if answered else 429)
+    response: CompletionResponse | None = None
+    error: SwarmgateError | None = None
+    if answered:
+        response = CompletionResponse(
+            content="ok", provider="p", model="m", cost=0.5, latency=13.0,
+            tokens=TokenUsage.of(1, 1), finish_reason="stop", attempts=(attempt,),
+        )  # fmt: skip
+    else:
+        error = ERRORS[0]("failed", provider="p", model="m")
+    builder = _Builder(include_bodies=False, redact=False, encryption=None)
+    entry = builder.request_entry(
+        "rec-1",
+        1_700_000_000.5,
+        request,
+        response=response,
+        error=error,
+        attempts=(attempt,),
+        latency_ms=13.0,
+        route=None,
+        stream=True,
+    )
+    expected = _expected_data(request, response, error, (attempt,), 13.0, None, True, None)
+    assert entry.data == canonical_json(expected)
+
+
+def test_the_name_table_keeps_strings_only_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_name`` encodes like ``json_string``; it keeps strings (not other
+    values) and starts over when full."""
+    table: dict[Any, str] = {None: "null"}
+    monkeypatch.setattr(audit_log, "_NAMES", table)
+    for value in ["gpt-4o", "é\u2028", 7, 1.5, True, [1], None]:
+        assert audit_log._name(value) == json_string(value)
+    assert set(table) == {None, "gpt-4o", "é\u2028"}
+    for i in range(audit_log._NAMES_MAX + 10):
+        assert audit_log._name(f"m{i}") == f'"m{i}"'
+    assert len(table) <= audit_log._NAMES_MAX
+    assert table[None] == "null"
+    assert table[f"m{audit_log._NAMES_MAX + 9}"] == f'"m{audit_log._NAMES_MAX + 9}"'
+
+
+def test_salts_are_never_handed_out_twice_across_threads_and_draws() -> None:
+    builder = _Builder(include_bodies=False, redact=False, encryption=None)
+    per_thread = audit_log._SALTS_PER_DRAW * 3 + 7  # several refills each
+    results: list[list[str]] = [[] for _ in range(6)]
+    start = threading.Barrier(len(results))
+
+    def draw(out: list[str]) -> None:
+        start.wait()
+        out.extend(builder._salt() for _ in range(per_thread))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    salts = [salt for out in results for salt in out]
+    assert len(salts) == len(set(salts)) == per_thread * len(results)
+    assert all(len(salt) == 32 and int(salt, 16) >= 0 for salt in salts)
