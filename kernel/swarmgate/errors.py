@@ -330,6 +330,21 @@ _GATEWAY_FAULTS: frozenset[ErrorKind] = frozenset({ErrorKind.AUTHENTICATION, Err
 CALLER_DEADLINE_SHARE = 0.95
 
 
+#: The HTTP-style status of each error kind's value (for attempts without an upstream status).
+_KIND_STATUS: dict[str, int] = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
+
+
+def attempt_status(attempt: Attempt) -> int:
+    """The status the usage and audit logs record for one attempt: 200 when
+    it answered, else the upstream's status, else its error kind's (500 for
+    a kind without one)."""
+    if attempt.ok:
+        return 200
+    if attempt.status is not None:
+        return attempt.status
+    return _KIND_STATUS.get(attempt.error_kind or "", 500)
+
+
 def http_status(
     error: SwarmgateError, *, caller_timeout_ms: float | None = None, elapsed_ms: float | None = None
 ) -> int:

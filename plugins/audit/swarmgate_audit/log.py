@@ -49,7 +49,7 @@ import anyio.to_thread
 
 from swarmgate import Attempt, CompletionRequest, CompletionResponse, SwarmgateConfig, SwarmgateError
 from swarmgate.batching import insert_rows
-from swarmgate.errors import ERROR_CLASSES, http_status
+from swarmgate.errors import attempt_status, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
 from swarmgate.writer import BatchWriter, Control
@@ -141,8 +141,6 @@ _REQUEST_DATA_JSON: Final = (
 #: The personal fields; the first ``%s`` is the bodies field and its comma, or nothing.
 _REQUEST_PERSONAL_JSON: Final = '{%s"caller":%s,"client":%s,"salt":"%s","user":%s}'
 
-#: The HTTP-style status of each error kind (for attempts without an upstream status).
-_KIND_STATUS: Final = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
 #: One attempt's list (the ``attempts`` field without failover).
 _ATTEMPTS_ONE_JSON: Final = "[" + _ATTEMPT_JSON + "]"
 _fsum: Final = math.fsum
@@ -261,12 +259,7 @@ def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float, s
         # No failover (the common case): no lists, and the sum's JSON is the
         # attempt's cost's (fsum of one value is that value, -0.0 made 0.0).
         attempt = attempts[0]
-        if attempt.ok:
-            status = 200
-        elif attempt.status is not None:
-            status = attempt.status
-        else:
-            status = _KIND_STATUS.get(attempt.error_kind or "", 500)
+        status = attempt_status(attempt)
         cost = attempt.cost
         total = _fsum((cost,))
         cost_text = _finite(cost)
@@ -286,12 +279,7 @@ def _attempts_json(attempts: Sequence[Attempt]) -> tuple[str, int, int, float, s
     tin = tout = 0
     costs = []
     for attempt in attempts:
-        if attempt.ok:
-            status = 200
-        elif attempt.status is not None:
-            status = attempt.status
-        else:
-            status = _KIND_STATUS.get(attempt.error_kind or "", 500)
+        status = attempt_status(attempt)
         cost = attempt.cost
         tokens = attempt.tokens
         tin += tokens.input

@@ -18,10 +18,12 @@ from swarmgate import CompletionRequest, CompletionResponse, SwarmgateError, Tok
 from swarmgate.errors import ERROR_CLASSES, NoProviderAvailableError, http_status
 from swarmgate.models import Attempt
 from swarmgate_audit.chain import canonical_json, json_number, json_string
-from swarmgate_audit.log import _KIND_STATUS, _Builder
+from swarmgate_audit.log import _Builder
 
 TEXT = 'aé"\\\n\u2028😀 <>'
 ERRORS = [cls for cls in ERROR_CLASSES.values() if cls is not NoProviderAvailableError]
+#: The documented status of each error kind, written out here independently of the log's code.
+KIND_STATUS = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
 
 
 def _text(rng: random.Random) -> str:
@@ -80,7 +82,7 @@ def _expected_data(
     def status_of(a: Attempt) -> int:
         if a.ok:
             return 200
-        return a.status if a.status is not None else _KIND_STATUS.get(a.error_kind or "", 500)
+        return a.status if a.status is not None else KIND_STATUS.get(a.error_kind or "", 500)
 
     logged = [
         {

@@ -47,7 +47,7 @@ from swarmgate import (
     SwarmgateError,
 )
 from swarmgate.batching import insert_rows
-from swarmgate.errors import ERROR_CLASSES, ErrorKind, http_status
+from swarmgate.errors import ErrorKind, attempt_status, http_status
 from swarmgate.logs import get_logger
 from swarmgate.paths import create_private
 from swarmgate.writer import BatchWriter, Control
@@ -142,9 +142,6 @@ _OK: Final = 0
 _FAILED: Final = 1
 _RECORD: Final = 2
 
-#: The HTTP-style status of each error kind (for attempts without an upstream status).
-_KIND_STATUS: Final = {kind.value: cls.status_code for kind, cls in ERROR_CLASSES.items()}
-
 
 class UsageStats(TypedDict):
     """What :meth:`UsageLog.stats` reports.
@@ -212,12 +209,7 @@ def _attempt_rows_of(
     tin = tout = 0
     costs: list[float] = []
     for idx, a in enumerate(attempts):
-        if a.ok:
-            status = 200
-        elif a.status is not None:
-            status = a.status
-        else:
-            status = _KIND_STATUS.get(a.error_kind or "", 500)
+        status = attempt_status(a)
         tokens = a.tokens
         rows.append(
             (
