@@ -154,6 +154,8 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     version: str = ""
+    #: A swarmgate gateway's data directory (usage and audit logs).
+    home: Path | None = None
 
     @property
     def pid(self) -> int | None:
@@ -185,6 +187,28 @@ def spawn(args: list[str], *, core: str, env: dict[str, str] | None = None, log_
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+#: swarmgate's ``serve`` command, run with this interpreter.
+SERVE = (sys.executable, "-c", "from swarmgate.cli import main; main()", "serve")
+
+
+def spawn_gateway(name: str, config: Path, work: Path, upstream_url: str) -> Target:
+    """swarmgate's ``serve`` with ``config`` on a free port, pinned to the
+    gateway core, with a data directory of its own under ``work`` and the
+    upstream and caller key the bench configs read from the environment;
+    its output goes to ``work/<name>.log``, its files to ``target.home``."""
+    port = free_port()
+    home = work / f"{name}-home"
+    home.mkdir()
+    target = Target(name, port, version=importlib.metadata.version("swarmgate"), home=home)
+    target.process = spawn(
+        [*SERVE, "--config", str(config), "--port", str(port)],
+        core=GATEWAY_CORE,
+        env={"SWARMGATE_HOME": str(home), "BENCH_UPSTREAM": upstream_url, "BENCH_CALLER_KEY": CALLER_KEY},
+        log_path=work / f"{name}.log",
+    )
+    return target
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -404,26 +428,7 @@ def start_all(
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     targets: dict[str, Target] = {"direct": Target("direct", upstream_port)}
     if "swarmgate" in wanted:
-        port = free_port()
-        home = work / "swarmgate-home"
-        home.mkdir()
-        target = Target("swarmgate", port, version=importlib.metadata.version("swarmgate"))
-        target.process = spawn(
-            [
-                sys.executable,
-                "-c",
-                "from swarmgate.cli import main; main()",
-                "serve",
-                "--config",
-                str(HERE / "configs" / "swarmgate.json"),
-                "--port",
-                str(port),
-            ],
-            core=GATEWAY_CORE,
-            env={"SWARMGATE_HOME": str(home), "BENCH_UPSTREAM": upstream_url, "BENCH_CALLER_KEY": CALLER_KEY},
-            log_path=work / "swarmgate.log",
-        )
-        targets["swarmgate"] = target
+        targets["swarmgate"] = spawn_gateway("swarmgate", HERE / "configs" / "swarmgate.json", work, upstream_url)
     if "portkey" in wanted:
         server = ensure_portkey()
         port = free_port()
@@ -491,26 +496,7 @@ def start_all(
         )
         targets[target.name] = target
     for name, config in variants.items():
-        port = free_port()
-        home = work / f"{name}-home"
-        home.mkdir()
-        target = Target(name, port, version=importlib.metadata.version("swarmgate"))
-        target.process = spawn(
-            [
-                sys.executable,
-                "-c",
-                "from swarmgate.cli import main; main()",
-                "serve",
-                "--config",
-                config,
-                "--port",
-                str(port),
-            ],
-            core=GATEWAY_CORE,
-            env={"SWARMGATE_HOME": str(home), "BENCH_UPSTREAM": upstream_url, "BENCH_CALLER_KEY": CALLER_KEY},
-            log_path=work / f"{name}.log",
-        )
-        targets[name] = target
+        targets[name] = spawn_gateway(name, Path(config), work, upstream_url)
     for target in targets.values():
         if target.process is not None:
             wait_ready(target, 120.0, work / f"{target.name}.log")

@@ -35,14 +35,12 @@ sys.path.insert(0, str(HERE))
 
 from clients import AsyncConnection, cpu_seconds, fd_kinds, open_fds, rss_kb  # noqa: E402
 from compare import (  # noqa: E402
-    CALLER_KEY,
-    GATEWAY_CORE,
     LOAD_CORE,
     PATH,
     Target,
     _read_port,
-    free_port,
     spawn,
+    spawn_gateway,
     stop,
     wait_ready,
 )
@@ -149,25 +147,9 @@ def main() -> None:
         gateway = None
         try:
             upstream_url = f"http://127.0.0.1:{_read_port(work / 'up.log', upstream)}"
-            port = free_port()
-            home = work / "home"
-            home.mkdir()
-            target = Target("swarmgate", port)
-            gateway = target.process = spawn(
-                [
-                    sys.executable,
-                    "-c",
-                    "from swarmgate.cli import main; main()",
-                    "serve",
-                    "--config",
-                    str(HERE / "configs" / "swarmgate.json"),
-                    "--port",
-                    str(port),
-                ],
-                core=GATEWAY_CORE,
-                env={"SWARMGATE_HOME": str(home), "BENCH_UPSTREAM": upstream_url, "BENCH_CALLER_KEY": CALLER_KEY},
-                log_path=work / "gateway.log",
-            )
+            target = spawn_gateway("gateway", HERE / "configs" / "swarmgate.json", work, upstream_url)
+            gateway = target.process
+            assert gateway is not None
             wait_ready(target, 60.0, work / "gateway.log")
             idle = {"rss_mb": round(rss_kb(gateway.pid) / 1024.0, 1), "fds": open_fds(gateway.pid)}
             print(f"soak: {args.rate:g} req/s for {args.duration:g} s (half streamed); idle {idle}", file=sys.stderr)
@@ -181,7 +163,8 @@ def main() -> None:
                     workers=args.workers,
                 )
             )
-            sizes = {p.name: p.stat().st_size for p in home.rglob("*") if p.is_file()}
+            assert target.home is not None
+            sizes = {p.name: p.stat().st_size for p in target.home.rglob("*") if p.is_file()}
         finally:
             stop(gateway)
             stop(upstream)
