@@ -73,6 +73,8 @@ from swarmgate.testing.upstream import FakeUpstream, ScriptedReply, Wire, unreac
 
 #: The price per token the suite configures (``costPerToken``).
 COST_PER_TOKEN = 0.001
+#: The connect timeout (ms) of the suite's providers: the fake upstream is on loopback.
+CONNECT_TIMEOUT_MS = 5000.0
 
 
 def _texts(events: list[StreamEvent]) -> str:
@@ -142,6 +144,10 @@ class ProviderConformance:
         provider = {"apiKey": self.api_key, **self.provider_config(url)}
         provider["type"] = self.provider_type
         provider["timeout"] = timeout_ms if timeout_ms is not None else self.timeout_ms
+        # The short timeout is for the tests that wait on a slow answer; connecting
+        # to the loopback fake gets a wide bound (a loaded CI machine once took
+        # longer than 400 ms to connect; a refused connection still fails at once).
+        provider["timeouts"] = {"connect": CONNECT_TIMEOUT_MS, **provider.get("timeouts", {})}
         provider["models"] = {self.model: model if model is not None else {"costPerToken": COST_PER_TOKEN}}
         return {"providers": {self.provider_name: provider}}
 
